@@ -1,0 +1,130 @@
+//! The broker core: tenants, sessions, subscriptions, routing, retained messages, wills and
+//! session expiry. Synchronous, in memory, no I/O: connections call into it, and it wakes them.
+//! Durable effects are submitted to the [`Store`] and acknowledged by ticket.
+
+mod lifecycle;
+mod message;
+mod persist;
+mod restore;
+mod retained;
+mod router;
+mod session;
+mod shared;
+mod subscriptions;
+mod sys;
+mod tenant;
+mod timers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use stratus_codec::ReasonCode;
+use stratus_model::TenantId;
+use tokio::time::Instant;
+
+pub(crate) use lifecycle::{AttachRequest, Attached, Departure};
+pub(crate) use message::{Delivery, Message};
+pub(crate) use persist::unix_ms_now;
+pub use restore::RestoreSummary;
+pub(crate) use session::{
+    ConnControl, Inflight, InflightState, PendingWill, Session, SessionSubscription,
+};
+pub(crate) use tenant::{Tenant, TenantStats};
+
+use crate::config::BrokerConfig;
+use crate::store::Store;
+use timers::Timers;
+
+/// The broker: every tenant's state and the services shared by all of them.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: Arc<BrokerConfig>,
+    pub(crate) store: Store,
+    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    next_session_id: AtomicU64,
+    pub(crate) timers: Timers,
+    started: Instant,
+    started_unix_ms: u64,
+}
+
+impl Broker {
+    /// A broker with no state, persisting through `store`.
+    pub(crate) fn new(config: Arc<BrokerConfig>, store: Store) -> Self {
+        Self {
+            config,
+            store,
+            tenants: RwLock::new(HashMap::new()),
+            next_session_id: AtomicU64::new(1),
+            timers: Timers::default(),
+            started: Instant::now(),
+            started_unix_ms: unix_ms_now(),
+        }
+    }
+
+    /// The state of `id`, created on first use.
+    pub(crate) fn tenant(&self, id: &TenantId) -> Arc<Tenant> {
+        if let Some(t) = self.tenants.read().get(id) {
+            return Arc::clone(t);
+        }
+        let mut tenants = self.tenants.write();
+        Arc::clone(
+            tenants
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(Tenant::new(id.clone()))),
+        )
+    }
+
+    /// Every tenant known.
+    pub(crate) fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants.read().values().cloned().collect()
+    }
+
+    fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// When the broker started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// When the broker started, in unix milliseconds (distinguishes assigned client ids across
+    /// restarts).
+    pub(crate) fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+    }
+
+    /// Asks every attached connection to close with `reason` (5.0 DISCONNECT).
+    pub(crate) fn kick_all(&self, reason: ReasonCode) -> usize {
+        let mut kicked = 0;
+        for tenant in self.tenants() {
+            let sessions: Vec<_> = tenant.sessions.lock().values().cloned().collect();
+            for session in sessions {
+                if let Some(a) = &session.state.lock().attachment {
+                    a.control.kick(reason);
+                    kicked += 1;
+                }
+            }
+        }
+        kicked
+    }
+
+    /// Serves the deadlines of offline sessions until the task is dropped.
+    pub(crate) async fn run_timers(self: Arc<Self>) {
+        loop {
+            let now = Instant::now();
+            self.fire_timers(now);
+            match self.timers.next_due() {
+                Some(due) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = self.timers.changed() => {}
+                    }
+                }
+                None => self.timers.changed().await,
+            }
+        }
+    }
+}

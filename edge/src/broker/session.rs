@@ -1,0 +1,372 @@
+//! A session: everything the broker keeps for one client id in one tenant across connections:
+//! subscriptions, queued and in-flight messages, packet-id state and a pending will.
+//!
+//! The state sits behind one short-lived mutex shared by the connection attached to it (which
+//! drains queues and handles acknowledgements) and by publishers (which enqueue). No lock is held
+//! across an `.await`; the connection is woken through its [`ConnControl`].
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use stratus_codec::{PacketId, QoS, ReasonCode, SubscriptionOptions};
+use stratus_model::TenantId;
+use stratus_topics::FilterSpec;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::message::{Delivery, Message};
+use crate::config::Limits;
+use crate::store::{Store, StoreOp, Ticket};
+
+/// Unique id of a session object within this process.
+pub(crate) type SessionId = u64;
+
+/// One client id's session in one tenant.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Process-unique id (keys in the subscription index).
+    pub(crate) id: SessionId,
+    /// The tenant it belongs to.
+    pub(crate) tenant: TenantId,
+    /// The client identifier.
+    pub(crate) client_id: ByteString,
+    /// Everything mutable.
+    pub(crate) state: Mutex<SessionState>,
+}
+
+/// How the broker reaches the connection task attached to a session.
+#[derive(Debug, Default)]
+pub(crate) struct ConnControl {
+    notify: Notify,
+    kick: AtomicU8,
+}
+
+impl ConnControl {
+    /// Wakes the connection: there is something to send.
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Asks the connection to close, telling a 5.0 client `reason` (e.g. 0x8E taken over).
+    pub(crate) fn kick(&self, reason: ReasonCode) {
+        // The first reason wins: a takeover is not turned into a shutdown or the reverse.
+        let _ = self
+            .kick
+            .compare_exchange(0, reason.as_u8(), Ordering::AcqRel, Ordering::Acquire);
+        self.notify.notify_one();
+    }
+
+    /// The reason the connection was asked to close, if it was.
+    pub(crate) fn kicked(&self) -> Option<ReasonCode> {
+        match self.kick.load(Ordering::Acquire) {
+            0 => None,
+            code => ReasonCode::from_u8(code),
+        }
+    }
+
+    /// Completes when woken or kicked.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// The connection currently attached to a session.
+#[derive(Debug)]
+pub(crate) struct Attachment {
+    /// Increments with every attach; a connection only acts on a session while it matches.
+    pub(crate) generation: u64,
+    /// The connection's wake/kick handle.
+    pub(crate) control: Arc<ConnControl>,
+}
+
+/// Where an outbound QoS 1/2 message is in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InflightState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    Qos1Sent,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    Qos2Sent,
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+impl InflightState {
+    /// The state number kept in the store.
+    pub(crate) fn stored(self) -> u8 {
+        match self {
+            Self::Qos1Sent => 1,
+            Self::Qos2Sent => 2,
+            Self::Released => 3,
+        }
+    }
+}
+
+/// An outbound message sent and not yet fully acknowledged.
+#[derive(Debug)]
+pub(crate) struct Inflight {
+    /// Packet identifier it was sent with.
+    pub(crate) packet_id: PacketId,
+    /// Acknowledgement state.
+    pub(crate) state: InflightState,
+    /// The delivery.
+    pub(crate) delivery: Delivery,
+    /// Whether the store holds this packet id and state.
+    pub(crate) state_persisted: bool,
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSubscription {
+    /// The filter exactly as subscribed (with any `$share/group/` prefix): the session's key for it.
+    pub(crate) raw: ByteString,
+    /// Parsed filter and share group.
+    pub(crate) spec: FilterSpec,
+    /// Options granted.
+    pub(crate) options: SubscriptionOptions,
+    /// Subscription identifier.
+    pub(crate) id: Option<NonZeroU32>,
+}
+
+/// A will waiting to be published.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWill {
+    /// The will as a message.
+    pub(crate) msg: Arc<Message>,
+    /// Will Delay Interval, seconds.
+    pub(crate) delay_secs: u32,
+}
+
+/// Mutable state of a session.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// The connection attached, if online.
+    pub(crate) attachment: Option<Attachment>,
+    /// Last generation handed out.
+    pub(crate) generation: u64,
+    /// The session was discarded; nothing may be queued to it any more.
+    pub(crate) ended: bool,
+    /// The store holds this session (it was persistent at some point and not deleted since).
+    pub(crate) stored: bool,
+    /// Session Expiry Interval in force, seconds (0: ends with the connection).
+    pub(crate) expiry_secs: u32,
+    /// Subscriptions.
+    pub(crate) subscriptions: Vec<SessionSubscription>,
+    /// QoS 0 messages waiting to be written.
+    pub(crate) qos0: VecDeque<Delivery>,
+    /// QoS 1/2 messages not yet sent.
+    pub(crate) pending: VecDeque<Delivery>,
+    /// QoS 1/2 messages sent and not yet acknowledged, in send order.
+    pub(crate) inflight: VecDeque<Inflight>,
+    /// Bytes held by `qos0` and `pending`.
+    pub(crate) queued_bytes: usize,
+    /// Last outbound packet identifier allocated (0 before the first).
+    pub(crate) last_packet_id: u16,
+    /// Inbound QoS 2 packet identifiers received and not yet released, sorted.
+    pub(crate) incoming_qos2: Vec<u16>,
+    /// The will of the attached connection, or one waiting for its delay.
+    pub(crate) will: Option<PendingWill>,
+    /// When the session went offline (for expiry and will delay).
+    pub(crate) offline_since: Option<Instant>,
+    /// Next store sequence number for a queued message.
+    pub(crate) next_seq: u64,
+    /// Messages dropped because a queue limit was reached.
+    pub(crate) dropped: u64,
+}
+
+impl SessionState {
+    /// An empty, offline session.
+    pub(crate) fn new(expiry_secs: u32) -> Self {
+        Self {
+            attachment: None,
+            generation: 0,
+            ended: false,
+            stored: false,
+            expiry_secs,
+            subscriptions: Vec::new(),
+            qos0: VecDeque::new(),
+            pending: VecDeque::new(),
+            inflight: VecDeque::new(),
+            queued_bytes: 0,
+            last_packet_id: 0,
+            incoming_qos2: Vec::new(),
+            will: None,
+            offline_since: None,
+            next_seq: 1,
+            dropped: 0,
+        }
+    }
+
+    /// True when the session outlives its connection.
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.expiry_secs > 0
+    }
+
+    /// True when `generation` is the connection attached now.
+    pub(crate) fn is_attached(&self, generation: u64) -> bool {
+        self.attachment
+            .as_ref()
+            .is_some_and(|a| a.generation == generation)
+    }
+
+    /// Messages waiting to be sent (not in flight).
+    pub(crate) fn queued_len(&self) -> usize {
+        self.qos0.len() + self.pending.len()
+    }
+
+    /// Allocates the next outbound packet identifier. The in-flight window holds identifiers
+    /// allocated in order, so the next one is free unless the window spans every identifier,
+    /// which a window capped below 65,535 rules out.
+    pub(crate) fn allocate_packet_id(&mut self) -> PacketId {
+        self.last_packet_id = if self.last_packet_id == u16::MAX {
+            1
+        } else {
+            self.last_packet_id + 1
+        };
+        PacketId::new(self.last_packet_id).unwrap_or(PacketId::MIN)
+    }
+
+    /// Position of the in-flight entry with `packet_id` (acks usually arrive in order).
+    pub(crate) fn inflight_position(&self, packet_id: PacketId) -> Option<usize> {
+        match self.inflight.front() {
+            Some(first) if first.packet_id == packet_id => Some(0),
+            _ => self.inflight.iter().position(|i| i.packet_id == packet_id),
+        }
+    }
+
+    /// Records an inbound QoS 2 packet id; false if it was already there (a resend).
+    pub(crate) fn add_incoming_qos2(&mut self, packet_id: u16) -> bool {
+        match self.incoming_qos2.binary_search(&packet_id) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.incoming_qos2.insert(pos, packet_id);
+                true
+            }
+        }
+    }
+
+    /// Forgets an inbound QoS 2 packet id; false if it was unknown.
+    pub(crate) fn remove_incoming_qos2(&mut self, packet_id: u16) -> bool {
+        match self.incoming_qos2.binary_search(&packet_id) {
+            Ok(pos) => {
+                self.incoming_qos2.remove(pos);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Wakes the attached connection, if any.
+    pub(crate) fn wake(&self) {
+        if let Some(a) = &self.attachment {
+            a.control.wake();
+        }
+    }
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnqueueOutcome {
+    /// Queued (and persisted under `ticket` when the session is persistent).
+    Queued {
+        /// Store ticket of the queue entry (0 when not persisted).
+        ticket: Ticket,
+    },
+    /// QoS 0 to an offline session, or the session has ended: nothing to do.
+    Skipped,
+    /// A queue limit was reached; the message was dropped and counted.
+    Dropped,
+}
+
+/// What [`Session::enqueue`] needs from the broker.
+#[derive(Debug)]
+pub(crate) struct EnqueueContext<'a> {
+    /// Limits in force.
+    pub(crate) limits: &'a Limits,
+    /// The durable store.
+    pub(crate) store: &'a Store,
+    /// A compact copy of the message, made once per routed message when first needed.
+    pub(crate) compacted: Option<Arc<Message>>,
+}
+
+impl Session {
+    /// Creates an offline session object.
+    pub(crate) fn new(
+        id: SessionId,
+        tenant: TenantId,
+        client_id: ByteString,
+        expiry_secs: u32,
+    ) -> Self {
+        Self {
+            id,
+            tenant,
+            client_id,
+            state: Mutex::new(SessionState::new(expiry_secs)),
+        }
+    }
+
+    /// Offers a delivery to this session: queue it within the limits, persist it if the session
+    /// is persistent, and wake the connection.
+    pub(crate) fn enqueue(
+        &self,
+        mut delivery: Delivery,
+        ctx: &mut EnqueueContext<'_>,
+    ) -> EnqueueOutcome {
+        let mut st = self.state.lock();
+        if st.ended {
+            return EnqueueOutcome::Skipped;
+        }
+        let online = st.attachment.is_some();
+        if delivery.qos == QoS::AtMostOnce
+            && !online
+            && !(st.is_persistent() && ctx.limits.queue_qos0_messages)
+        {
+            return EnqueueOutcome::Skipped;
+        }
+        let weight = delivery.msg.weight();
+        if st.queued_len() >= ctx.limits.max_queued_messages
+            || st.queued_bytes + weight > ctx.limits.max_queued_bytes
+        {
+            st.dropped += 1;
+            if st.dropped.is_power_of_two() {
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    client_id = %self.client_id,
+                    dropped = st.dropped,
+                    queued = st.queued_len(),
+                    "session queue full: message dropped; the client reads too slowly or is \
+                     offline (raise limits.max_queued_messages/max_queued_bytes if expected)"
+                );
+            }
+            return EnqueueOutcome::Dropped;
+        }
+        if !online {
+            // Kept for a while: do not pin the publisher's read buffer.
+            let compacted = ctx
+                .compacted
+                .get_or_insert_with(|| delivery.msg.compacted());
+            delivery.msg = Arc::clone(compacted);
+        }
+        let mut ticket = 0;
+        if st.is_persistent() && (delivery.qos != QoS::AtMostOnce || !online) {
+            delivery.seq = st.next_seq;
+            st.next_seq += 1;
+            ticket = ctx.store.submit(StoreOp::PutMessage {
+                tenant: self.tenant.clone(),
+                client_id: self.client_id.clone(),
+                message: super::persist::stored_message(&delivery, None, 0),
+            });
+        }
+        st.queued_bytes += weight;
+        if delivery.qos == QoS::AtMostOnce {
+            st.qos0.push_back(delivery);
+        } else {
+            st.pending.push_back(delivery);
+        }
+        st.wake();
+        EnqueueOutcome::Queued { ticket }
+    }
+}

@@ -1,0 +1,316 @@
+//! Broker configuration: one typed struct, read from a TOML file and overridden by flags and
+//! `STRATUS_*` environment variables (the binary merges those), validated before anything starts.
+//!
+//! Every limit the broker enforces lives in [`Limits`], with its default and the reason code a
+//! client sees when it hits it documented on the field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `stratus dev` needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Directory for durable state (sessions, queues, retained messages).
+    pub data_dir: PathBuf,
+    /// MQTT over TCP listener address.
+    pub mqtt_listen: SocketAddr,
+    /// HTTP listener address (`/healthz`).
+    pub http_listen: SocketAddr,
+    /// Refuse clients that present no valid credentials.
+    pub require_auth: bool,
+    /// The tenant anonymous clients join when `require_auth` is off.
+    pub default_tenant: String,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// `$SYS` topics.
+    pub sys: SysConfig,
+    /// Durable state.
+    pub store: StoreConfig,
+    /// Static users (until the control plane provides credentials).
+    pub users: Vec<StaticUser>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./stratus-data"),
+            mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            require_auth: false,
+            default_tenant: "dev".to_owned(),
+            limits: Limits::default(),
+            sys: SysConfig::default(),
+            store: StoreConfig::default(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// Per-connection and per-tenant limits. Each names what a client sees when it exceeds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest packet accepted, fixed header included (5.0: advertised as Maximum Packet Size;
+    /// larger: DISCONNECT 0x95, or CONNACK 0x95 for CONNECT; 3.1.1: close).
+    pub max_packet_size: u32,
+    /// Inbound QoS 1/2 publishes a client may have unacknowledged (5.0: advertised as Receive
+    /// Maximum; more: DISCONNECT 0x93. 3.1.1: the connection stops being read until acks go out).
+    pub receive_maximum: u16,
+    /// Outbound QoS 1/2 messages in flight to one client (capped further by the client's own
+    /// Receive Maximum). Further messages wait in the session queue.
+    pub max_inflight_messages: u16,
+    /// Messages queued for one session (offline, or beyond the inflight window). When full, new
+    /// messages for that session are dropped and counted.
+    pub max_queued_messages: usize,
+    /// Payload bytes queued for one session; same policy as `max_queued_messages`.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for offline persistent sessions (off by default, like Mosquitto).
+    pub queue_qos0_messages: bool,
+    /// Longest topic name or filter in bytes (5.0: PUBACK 0x90 / SUBACK 0x8F, 3.1.1: close /
+    /// SUBACK 0x80).
+    pub max_topic_length: usize,
+    /// Most `/`-separated levels in a topic name or filter (same outcome as length).
+    pub max_topic_levels: usize,
+    /// Subscriptions one session may hold (SUBACK 0x97 quota exceeded / 0x80).
+    pub max_subscriptions_per_session: usize,
+    /// Longest client identifier (CONNACK 0x85 / 0x02).
+    pub max_client_id_length: usize,
+    /// Largest keep-alive accepted, seconds. 5.0 clients asking for more (or 0) are given this
+    /// as Server Keep Alive; 3.1.1 clients asking for more are refused (CONNACK 0x02).
+    pub max_keep_alive: u16,
+    /// Longest session expiry, seconds; also the lifetime of 3.1.1 persistent sessions.
+    pub max_session_expiry: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Topic aliases a 5.0 client may use towards us (Topic Alias Maximum in CONNACK).
+    pub topic_alias_maximum: u16,
+    /// Topic aliases we assign towards a client, at most (and at most what it allows).
+    pub outbound_topic_aliases: u16,
+    /// Concurrent connections per tenant (CONNACK 0x97 / 0x03).
+    pub max_connections_per_tenant: usize,
+    /// Sessions (online and offline) per tenant (CONNACK 0x97 / 0x03).
+    pub max_sessions_per_tenant: usize,
+    /// Retained messages per tenant (5.0: PUBACK 0x97; 3.1.1: message dropped and logged).
+    pub max_retained_messages: usize,
+    /// Retained payload bytes per tenant (same policy).
+    pub max_retained_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            max_inflight_messages: 1024,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            queue_qos0_messages: false,
+            max_topic_length: 65_535,
+            max_topic_levels: 128,
+            max_subscriptions_per_session: 1_000,
+            max_client_id_length: 256,
+            max_keep_alive: 65_535,
+            max_session_expiry: 7 * 24 * 3600,
+            connect_timeout_secs: 10,
+            topic_alias_maximum: 1024,
+            outbound_topic_aliases: 64,
+            max_connections_per_tenant: 1_000_000,
+            max_sessions_per_tenant: 1_000_000,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The CONNECT deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+/// `$SYS/broker/...` publication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SysConfig {
+    /// Seconds between `$SYS` updates; 0 turns `$SYS` off.
+    pub interval_secs: u64,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        Self { interval_secs: 10 }
+    }
+}
+
+/// How durable the embedded store is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `process` (default): a commit survives a crash of the broker process (SQLite WAL,
+    /// synchronous=NORMAL). `power`: it also survives a power loss (fsync on every commit).
+    pub durability: Durability,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Process,
+        }
+    }
+}
+
+/// What an acknowledged QoS 1/2 message survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Survives the broker process dying.
+    Process,
+    /// Survives the machine losing power.
+    Power,
+}
+
+/// A user defined in the configuration file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticUser {
+    /// User name the client presents.
+    pub username: String,
+    /// Argon2 PHC hash of the password (`$argon2id$...`), never the password itself.
+    pub password_hash: String,
+    /// Tenant the user belongs to.
+    pub tenant: String,
+}
+
+impl std::fmt::Debug for StaticUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUser")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+/// A configuration value that cannot work, with the key and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{key}`: {problem}")]
+pub struct ConfigError {
+    /// The offending key, as written in the TOML file.
+    pub key: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl BrokerConfig {
+    /// Parses a TOML document (the `--config` file).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let err = |key, problem: &str| {
+            Err(ConfigError {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if stratus_model::TenantId::new(&self.default_tenant).is_err() {
+            return err(
+                "default_tenant",
+                "use 1-63 characters of a-z, 0-9 and '-' (a DNS label)",
+            );
+        }
+        if !(64..=stratus_codec::MAX_PACKET_SIZE).contains(&l.max_packet_size) {
+            return err(
+                "limits.max_packet_size",
+                "must be between 64 and 268435460 bytes",
+            );
+        }
+        if l.receive_maximum == 0 {
+            return err("limits.receive_maximum", "must be at least 1");
+        }
+        if l.max_inflight_messages == 0 {
+            return err("limits.max_inflight_messages", "must be at least 1");
+        }
+        if l.max_queued_messages == 0 {
+            return err("limits.max_queued_messages", "must be at least 1");
+        }
+        if l.max_topic_length == 0 || l.max_topic_length > 65_535 {
+            return err("limits.max_topic_length", "must be between 1 and 65535");
+        }
+        if l.max_topic_levels == 0 {
+            return err("limits.max_topic_levels", "must be at least 1");
+        }
+        if l.max_client_id_length < 23 {
+            return err(
+                "limits.max_client_id_length",
+                "must be at least 23 (MQTT requires accepting 1-23 character client ids)",
+            );
+        }
+        if l.max_keep_alive == 0 {
+            return err("limits.max_keep_alive", "must be at least 1 second");
+        }
+        if l.connect_timeout_secs == 0 {
+            return err("limits.connect_timeout_secs", "must be at least 1 second");
+        }
+        if l.max_connections_per_tenant == 0 || l.max_sessions_per_tenant == 0 {
+            return err(
+                "limits.max_connections_per_tenant",
+                "connection and session caps must be at least 1",
+            );
+        }
+        for user in &self.users {
+            if stratus_model::TenantId::new(&user.tenant).is_err() {
+                return err("users.tenant", "use a valid tenant slug (a-z, 0-9, '-')");
+            }
+            if !user.password_hash.starts_with("$argon2") {
+                return err(
+                    "users.password_hash",
+                    "must be an argon2 PHC string such as `$argon2id$v=19$...`",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(BrokerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn toml_overrides_limits_and_rejects_unknown_keys() {
+        let cfg = BrokerConfig::from_toml("[limits]\nmax_packet_size = 4096\n").unwrap();
+        assert_eq!(cfg.limits.max_packet_size, 4096);
+        assert_eq!(
+            cfg.limits.receive_maximum,
+            Limits::default().receive_maximum
+        );
+        let err = BrokerConfig::from_toml("[limits]\nmax_pakcet_size = 1\n").unwrap_err();
+        assert!(err.contains("max_pakcet_size"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let mut cfg = BrokerConfig::default();
+        cfg.limits.receive_maximum = 0;
+        assert_eq!(cfg.validate().unwrap_err().key, "limits.receive_maximum");
+        let cfg = BrokerConfig {
+            default_tenant: "Not A Slug".into(),
+            ..Default::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().key, "default_tenant");
+    }
+}

@@ -1,0 +1,21 @@
+//! `stratus-edge`: the MQTT edge. It terminates MQTT 3.1, 3.1.1 and 5.0 connections, runs the
+//! protocol engine and the broker core (sessions, routing, retained messages, wills), and in the
+//! embedded shape (`stratus dev`) keeps durable state in a local SQLite file.
+//!
+//! Code map: [`config`] (typed configuration), `listener` (sockets), `protocol` (per-connection
+//! state machine, no I/O), `broker` (tenants, sessions, routing; synchronous), `store` (durable
+//! state), `auth` (who a client is), `http` (`/healthz`), [`server`] (assembly and shutdown).
+
+mod auth;
+mod broker;
+pub mod config;
+mod http;
+mod listener;
+mod protocol;
+pub mod runtime;
+pub mod server;
+mod store;
+
+pub use broker::RestoreSummary;
+pub use config::BrokerConfig;
+pub use server::{RunningServer, ServerError};

@@ -1,0 +1,431 @@
+//! One client connection over TCP: reads the CONNECT within the deadline, authenticates, hands
+//! the session to the protocol [`Engine`], then moves bytes between the socket and the engine
+//! until either side closes.
+//!
+//! Memory per idle connection is kept small on purpose: no read buffer is held between packets
+//! (readiness is awaited first, a buffer is taken only when bytes arrive and dropped once they are
+//! consumed), no write buffer when nothing is pending, no channel and no extra task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use stratus_codec::{
+    ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode,
+    peek_protocol_version,
+};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+use tracing::Instrument;
+
+use super::ServerContext;
+use crate::protocol::{self, Close, Engine, Flow};
+
+/// Bytes requested from the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Serves one accepted TCP connection to the end.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerContext>) {
+    let span = tracing::debug_span!("connection", %peer, tenant = tracing::field::Empty, client_id = tracing::field::Empty);
+    async move {
+        let _live = ctx.live.enter();
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        run(stream, &ctx).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
+    let limits = &ctx.broker.config.limits;
+    let mut decoder = Decoder::server(limits.max_packet_size);
+    let mut rbuf = BytesMut::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let first = tokio::select! {
+        r = timeout(limits.connect_timeout(), read_connect(&stream, &mut decoder, &mut rbuf)) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    let connect = match first {
+        Err(_) => {
+            tracing::debug!(
+                "closed: no CONNECT within {}s (limits.connect_timeout_secs)",
+                limits.connect_timeout_secs
+            );
+            return;
+        }
+        Ok(Err(ReadError::Io(e))) => {
+            tracing::debug!("closed before CONNECT: {e}");
+            return;
+        }
+        Ok(Err(ReadError::Decode(e))) => {
+            refuse_malformed_connect(&stream, &rbuf, &e).await;
+            return;
+        }
+        Ok(Ok(c)) => c,
+    };
+    let version = connect.protocol;
+    let span = tracing::Span::current();
+    span.record("client_id", tracing::field::display(&connect.client_id));
+
+    // Authentication: argon2 verification is slow by design, so it runs off the async threads.
+    let auth = ctx.auth.clone();
+    let principal = if auth.needs_verification(connect.username.as_ref()) {
+        let (user, pass) = (connect.username.clone(), connect.password.clone());
+        match tokio::task::spawn_blocking(move || auth.authenticate(user.as_ref(), pass.as_ref()))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("authentication task failed: {e}");
+                return;
+            }
+        }
+    } else {
+        auth.authenticate(connect.username.as_ref(), connect.password.as_ref())
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(username = ?connect.username, "connection refused: {e}");
+            write_all(
+                &stream,
+                &connack_bytes(&protocol::failure(e.reason_code()), version),
+            )
+            .await;
+            return;
+        }
+    };
+    span.record("tenant", tracing::field::display(&principal.tenant));
+    let tenant = ctx.broker.tenant(&principal.tenant);
+
+    // Tenant connection cap.
+    let previous = tenant.connections.fetch_add(1, Ordering::AcqRel);
+    let _count = ConnectionCount(&tenant.connections);
+    if previous >= limits.max_connections_per_tenant {
+        tracing::warn!(
+            "connection refused: the tenant's connection cap is reached (limits.max_connections_per_tenant)"
+        );
+        write_all(
+            &stream,
+            &connack_bytes(&protocol::failure(ReasonCode::QuotaExceeded), version),
+        )
+        .await;
+        return;
+    }
+
+    let now = Instant::now();
+    let (mut engine, connack) = match protocol::accept(&ctx.broker, &tenant, connect, now) {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            tracing::info!("connection refused: {}", refusal.why);
+            if let Some(mut connack) = refusal.connack {
+                if version.is_v5() {
+                    connack.properties.reason_string = Some(refusal.why.into());
+                }
+                write_all(&stream, &connack_bytes(&connack, version)).await;
+            }
+            return;
+        }
+    };
+    tracing::debug!(
+        protocol = %version,
+        username = ?principal.username,
+        session_present = connack.session_present,
+        "client connected"
+    );
+    let close = drive(&stream, &mut engine, connack, decoder, rbuf, ctx).await;
+    let server_closed = close.send.is_some();
+    if let Some(reason) = close.send {
+        engine.write_disconnect(reason, &close.why);
+    }
+    // Best effort: deliver what is ready (e.g. the DISCONNECT) without waiting on a slow peer.
+    let _ = timeout(LINGER, flush_all(&stream, &mut engine)).await;
+    tracing::debug!(reason = %close.why, "connection closed");
+    engine.finish(&close, Instant::now());
+    if server_closed {
+        linger(stream).await;
+    }
+}
+
+/// How long a connection the server closes keeps draining the client's input.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes our side and discards what the client still sends for a moment. Closing a socket with
+/// unread input makes the kernel send RST, and a RST makes the client's kernel throw away our
+/// DISCONNECT before the client reads it; a half-close followed by draining avoids that.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 1024];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = timeout(LINGER, drain).await;
+}
+
+/// The connected phase: returns how the connection ended.
+async fn drive(
+    stream: &TcpStream,
+    engine: &mut Engine,
+    connack: ConnAck,
+    mut decoder: Decoder,
+    mut rbuf: BytesMut,
+    ctx: &Arc<ServerContext>,
+) -> Close {
+    let control = Arc::clone(engine.control());
+    let mut committed = ctx.broker.store.committed();
+    let far_future = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let sleep = tokio::time::sleep_until(engine.deadline().unwrap_or(far_future));
+    tokio::pin!(sleep);
+    let mut bytes_in = 0u64;
+    let mut bytes_out = 0u64;
+
+    if let Flow::Close(c) = engine.start(&connack, Instant::now()) {
+        return c;
+    }
+    // Bytes that arrived together with CONNECT.
+    if !rbuf.is_empty()
+        && let Some(c) = process_input(engine, &mut decoder, &mut rbuf, &control)
+    {
+        return c;
+    }
+    loop {
+        if let Err(e) = write_ready(stream, engine, &mut bytes_out) {
+            return Close::lost(format!("write failed: {e}"));
+        }
+        if engine.wants_drain()
+            && let Flow::Close(c) = engine.drain(Instant::now())
+        {
+            return c;
+        }
+        engine.flush_stats(
+            std::mem::take(&mut bytes_in),
+            std::mem::take(&mut bytes_out),
+        );
+        if let Some(deadline) = engine.deadline()
+            && deadline != sleep.deadline()
+        {
+            sleep.as_mut().reset(deadline);
+        }
+        let want_read = engine.wants_input();
+        let want_write = !engine.ready_output().is_empty();
+        let held = engine.waiting_for();
+        let has_deadline = engine.deadline().is_some();
+        let flow = tokio::select! {
+            biased;
+            () = control.notified() => engine.on_wake(Instant::now()),
+            r = stream.readable(), if want_read => match r {
+                Ok(()) => match read_some(stream, &mut rbuf, &mut bytes_in) {
+                    Ok(ReadOutcome::Data) => match process_input(engine, &mut decoder, &mut rbuf, &control) {
+                        Some(c) => Flow::Close(c),
+                        None => Flow::Continue,
+                    },
+                    Ok(ReadOutcome::WouldBlock) => Flow::Continue,
+                    Ok(ReadOutcome::Eof) => Flow::Close(Close::lost("connection closed by the client without DISCONNECT")),
+                    Err(e) => Flow::Close(Close::lost(format!("read failed: {e}"))),
+                },
+                Err(e) => Flow::Close(Close::lost(format!("socket error: {e}"))),
+            },
+            r = stream.writable(), if want_write => match r {
+                Ok(()) => Flow::Continue,
+                Err(e) => Flow::Close(Close::lost(format!("socket error: {e}"))),
+            },
+            r = committed.changed(), if held.is_some() => match r {
+                Ok(()) => {
+                    let ticket = *committed.borrow_and_update();
+                    engine.on_committed(ticket);
+                    Flow::Continue
+                }
+                Err(_) => Flow::Close(Close::lost("state store stopped")),
+            },
+            () = &mut sleep, if has_deadline => engine.on_deadline(Instant::now()),
+        };
+        if let Flow::Close(c) = flow {
+            engine.flush_stats(bytes_in, bytes_out);
+            return c;
+        }
+    }
+}
+
+/// Decodes and handles every complete packet in `rbuf`; releases the buffer when it is empty.
+fn process_input(
+    engine: &mut Engine,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+    control: &crate::broker::ConnControl,
+) -> Option<Close> {
+    let now = Instant::now();
+    let result = loop {
+        if control.kicked().is_some() {
+            match engine.on_wake(now) {
+                Flow::Close(c) => break Some(c),
+                Flow::Continue => {}
+            }
+        }
+        match decoder.decode(rbuf) {
+            Ok(Some(packet)) => {
+                if let Flow::Close(c) = engine.handle(packet, now) {
+                    break Some(c);
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(engine.decode_error(&e)),
+        }
+    };
+    if rbuf.is_empty() {
+        *rbuf = BytesMut::new();
+    }
+    result
+}
+
+enum ReadOutcome {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+fn read_some(
+    stream: &TcpStream,
+    rbuf: &mut BytesMut,
+    bytes_in: &mut u64,
+) -> io::Result<ReadOutcome> {
+    if rbuf.capacity() - rbuf.len() < 512 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    match stream.try_read_buf(rbuf) {
+        Ok(0) => Ok(ReadOutcome::Eof),
+        Ok(n) => {
+            *bytes_in += n as u64;
+            Ok(ReadOutcome::Data)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes as much ready output as the socket takes without blocking.
+fn write_ready(stream: &TcpStream, engine: &mut Engine, bytes_out: &mut u64) -> io::Result<()> {
+    while !engine.ready_output().is_empty() {
+        match stream.try_write(engine.ready_output()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *bytes_out += n as u64;
+                engine.consumed(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn flush_all(stream: &TcpStream, engine: &mut Engine) {
+    let mut n = 0;
+    while !engine.ready_output().is_empty() {
+        if write_ready(stream, engine, &mut n).is_err() || stream.writable().await.is_err() {
+            return;
+        }
+    }
+}
+
+enum ReadError {
+    Io(io::Error),
+    Decode(DecodeError),
+}
+
+/// Reads until one packet (necessarily CONNECT) is decoded.
+async fn read_connect(
+    stream: &TcpStream,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+) -> Result<Connect, ReadError> {
+    loop {
+        stream.readable().await.map_err(ReadError::Io)?;
+        let mut n = 0;
+        match read_some(stream, rbuf, &mut n).map_err(ReadError::Io)? {
+            ReadOutcome::Eof => return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into())),
+            ReadOutcome::WouldBlock => continue,
+            ReadOutcome::Data => {}
+        }
+        match decoder.decode(rbuf) {
+            Ok(Some(Packet::Connect(c))) => return Ok(*c),
+            Ok(Some(_)) => {
+                return Err(ReadError::Decode(DecodeError::FirstPacketNotConnect {
+                    first_byte: 0,
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ReadError::Decode(e)),
+        }
+    }
+}
+
+/// Answers a CONNECT that could not be decoded: a 5.0 client gets a CONNACK with the reason
+/// ([MQTT-4.13.1-1] allows it), an unknown protocol level gets "unsupported protocol version",
+/// everything else is closed silently.
+async fn refuse_malformed_connect(stream: &TcpStream, rbuf: &BytesMut, e: &DecodeError) {
+    tracing::debug!("closed: invalid CONNECT: {e}");
+    let version = match e {
+        DecodeError::FirstPacketNotConnect { .. } => return,
+        DecodeError::UnsupportedProtocolVersion { level } if *level > 5 => ProtocolVersion::V5,
+        DecodeError::UnsupportedProtocolVersion { .. } => ProtocolVersion::V3_1_1,
+        _ => match peek_protocol_version(rbuf) {
+            Some(ProtocolVersion::V5) => ProtocolVersion::V5,
+            _ => return,
+        },
+    };
+    write_all(
+        stream,
+        &connack_bytes(&protocol::failure(e.reason_code()), version),
+    )
+    .await;
+}
+
+fn connack_bytes(connack: &ConnAck, version: ProtocolVersion) -> BytesMut {
+    let mut buf = BytesMut::new();
+    if let Err(e) = Packet::ConnAck(connack.clone()).encode(version, &mut buf) {
+        tracing::error!("cannot encode CONNACK: {e}");
+    }
+    buf
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) {
+    let write = async {
+        while !bytes.is_empty() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = timeout(std::time::Duration::from_secs(1), write).await;
+}
+
+/// Decrements the tenant's connection count when the connection ends.
+struct ConnectionCount<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for ConnectionCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

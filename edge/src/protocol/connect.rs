@@ -1,0 +1,227 @@
+//! CONNECT handling: everything between a decoded CONNECT and a CONNACK. Validates what the codec
+//! cannot (client id rules, keep-alive and expiry caps, the will's topic), authenticates, attaches
+//! the session, and builds the CONNACK with the limits this server enforces.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use stratus_codec::{ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode};
+use tokio::time::Instant;
+
+use super::engine::{ClientLimits, Engine};
+use super::publish::{PublishError, build_message, will_publish_properties};
+use crate::broker::{AttachRequest, Broker, ConnControl, PendingWill, Tenant};
+
+/// A refused CONNECT: the CONNACK to send (if any) before closing, and why, for the log.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// CONNACK with a failure code, or `None` to close silently.
+    pub(crate) connack: Option<ConnAck>,
+    /// What went wrong.
+    pub(crate) why: String,
+}
+
+impl Refusal {
+    fn with(reason: ReasonCode, why: impl Into<String>) -> Box<Self> {
+        Box::new(Self {
+            connack: Some(failure(reason)),
+            why: why.into(),
+        })
+    }
+
+    fn silent(why: impl Into<String>) -> Box<Self> {
+        Box::new(Self {
+            connack: None,
+            why: why.into(),
+        })
+    }
+}
+
+/// A CONNACK carrying a failure code.
+pub(crate) fn failure(reason: ReasonCode) -> ConnAck {
+    ConnAck {
+        session_present: false,
+        reason,
+        properties: ConnAckProperties::default(),
+    }
+}
+
+/// Accepts or refuses an authenticated CONNECT.
+pub(crate) fn accept(
+    broker: &Arc<Broker>,
+    tenant: &Arc<Tenant>,
+    connect: Connect,
+    now: Instant,
+) -> Result<(Engine, ConnAck), Box<Refusal>> {
+    let limits = &broker.config.limits;
+    let version = connect.protocol;
+    let v5 = version.is_v5();
+    let mut props = ConnAckProperties::default();
+
+    if v5 && connect.properties.authentication_method.is_some() {
+        return Err(Refusal::with(
+            ReasonCode::BadAuthenticationMethod,
+            "enhanced authentication (AUTH) is not supported; connect with a user name and password",
+        ));
+    }
+
+    // Client identifier.
+    let mut client_id = connect.client_id.clone();
+    if client_id.is_empty() {
+        if version == ProtocolVersion::V3_1 || (!v5 && !connect.clean_start) {
+            // [MQTT-3.1.3-8]: a zero-length id needs Clean Session = 1.
+            return Err(Refusal::with(
+                ReasonCode::ClientIdentifierNotValid,
+                "empty client id without clean session",
+            ));
+        }
+        client_id = assigned_client_id(broker);
+        if v5 {
+            props.assigned_client_identifier = Some(client_id.clone());
+        }
+    } else if client_id.len() > limits.max_client_id_length {
+        return Err(Refusal::with(
+            ReasonCode::ClientIdentifierNotValid,
+            format!(
+                "client id of {} bytes is longer than limits.max_client_id_length ({})",
+                client_id.len(),
+                limits.max_client_id_length
+            ),
+        ));
+    }
+
+    // Keep alive.
+    let mut keep_alive = connect.keep_alive;
+    if keep_alive > limits.max_keep_alive || (keep_alive == 0 && limits.max_keep_alive < u16::MAX) {
+        if v5 {
+            keep_alive = limits.max_keep_alive;
+            props.server_keep_alive = Some(keep_alive);
+        } else if keep_alive > limits.max_keep_alive {
+            return Err(Refusal::with(
+                ReasonCode::ClientIdentifierNotValid,
+                format!(
+                    "keep-alive {}s exceeds limits.max_keep_alive ({}s); MQTT 3.1.1 cannot be told \
+                     a lower value",
+                    keep_alive, limits.max_keep_alive
+                ),
+            ));
+        }
+    }
+
+    // Session expiry.
+    let requested_expiry = if v5 {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        limits.max_session_expiry
+    };
+    let expiry_secs = requested_expiry.min(limits.max_session_expiry);
+    if v5 && expiry_secs != requested_expiry {
+        props.session_expiry_interval = Some(expiry_secs);
+    }
+
+    // Will.
+    let will = match connect.will {
+        None => None,
+        Some(w) => {
+            let delay_secs = w.properties.will_delay_interval.unwrap_or(0);
+            match build_message(
+                w.topic,
+                w.payload,
+                w.qos,
+                w.retain,
+                will_publish_properties(w.properties),
+                limits,
+                now,
+            ) {
+                Ok(msg) => Some(PendingWill {
+                    msg: Arc::new(msg),
+                    delay_secs,
+                }),
+                Err(PublishError { reason, why }) => {
+                    let why = format!("invalid will: {why}");
+                    return Err(if v5 {
+                        Refusal::with(reason, why)
+                    } else {
+                        Refusal::silent(why)
+                    });
+                }
+            }
+        }
+    };
+
+    if tenant
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= limits.max_connections_per_tenant
+    {
+        return Err(Refusal::with(
+            ReasonCode::QuotaExceeded,
+            "the tenant's connection cap is reached (limits.max_connections_per_tenant)",
+        ));
+    }
+
+    let control = Arc::new(ConnControl::default());
+    let attached = broker
+        .attach(
+            tenant,
+            AttachRequest {
+                client_id: client_id.clone(),
+                clean_start: connect.clean_start,
+                expiry_secs,
+                will,
+                control: Arc::clone(&control),
+            },
+        )
+        .map_err(|reason| Refusal::with(reason, "session refused"))?;
+
+    if v5 {
+        props.receive_maximum = std::num::NonZeroU16::new(limits.receive_maximum);
+        props.maximum_packet_size = std::num::NonZeroU32::new(limits.max_packet_size);
+        props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+    }
+    let client = ClientLimits {
+        receive_maximum: connect
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, |v| v.get()),
+        maximum_packet_size: connect
+            .properties
+            .maximum_packet_size
+            .map_or(stratus_codec::MAX_PACKET_SIZE, |v| v.get()),
+        topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        request_problem_information: connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true),
+    };
+    let connack = ConnAck {
+        session_present: attached.session_present,
+        reason: ReasonCode::Success,
+        properties: props,
+    };
+    let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+    let engine = Engine::new(
+        Arc::clone(broker),
+        Arc::clone(tenant),
+        attached,
+        control,
+        version,
+        keep_alive,
+        client,
+        expiry_secs,
+        now,
+    );
+    Ok((engine, connack))
+}
+
+/// A fresh client id for a client that sent an empty one.
+fn assigned_client_id(broker: &Broker) -> ByteString {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let started = broker.started_unix_ms();
+    ByteString::from(format!("stratus-{started:x}-{n:x}"))
+}

@@ -1,0 +1,419 @@
+//! The protocol state machine of one connected client, after CONNACK. No sockets and no awaits:
+//! the transport feeds it packets, wake-ups and the time, and writes what it puts in [`Output`].
+//! Each packet kind is handled in its own module (`inbound`, `outbound`, `subscriptions`).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use stratus_codec::{
+    AckProperties, ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode,
+};
+use tokio::time::Instant;
+
+use super::aliases::{InboundAliases, OutboundAliases};
+use super::output::Output;
+use crate::broker::{Attached, Broker, ConnControl, Departure, Session, Tenant, TenantStats};
+use crate::store::Ticket;
+
+/// What the client told us about itself in CONNECT (5.0 properties, or defaults).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientLimits {
+    /// Receive Maximum: QoS 1/2 messages it accepts in flight.
+    pub(crate) receive_maximum: u16,
+    /// Maximum Packet Size it accepts.
+    pub(crate) maximum_packet_size: u32,
+    /// Topic Alias Maximum it accepts.
+    pub(crate) topic_alias_maximum: u16,
+    /// Whether reason strings and user properties may be sent on acks.
+    pub(crate) request_problem_information: bool,
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Close {
+    /// 5.0 DISCONNECT reason to send first (ignored for 3.1.1).
+    pub(crate) send: Option<ReasonCode>,
+    /// Whether the will is published.
+    pub(crate) departure: Departure,
+    /// Session Expiry Interval from the client's DISCONNECT.
+    pub(crate) expiry: Option<u32>,
+    /// Why, for the log.
+    pub(crate) why: Cow<'static, str>,
+}
+
+impl Close {
+    /// A close caused by the client breaking a rule: DISCONNECT `reason`, will published.
+    pub(crate) fn violation(reason: ReasonCode, why: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            send: Some(reason),
+            departure: Departure::Abnormal,
+            expiry: None,
+            why: why.into(),
+        }
+    }
+
+    /// The network connection went away without DISCONNECT.
+    pub(crate) fn lost(why: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            send: None,
+            departure: Departure::Abnormal,
+            expiry: None,
+            why: why.into(),
+        }
+    }
+}
+
+/// Continue, or close the connection.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// Keep going.
+    Continue,
+    /// Close as described.
+    Close(Close),
+}
+
+/// Counters batched per I/O cycle before they reach the tenant's shared counters.
+#[derive(Debug, Default)]
+pub(super) struct LocalStats {
+    pub(super) messages_received: u64,
+    pub(super) messages_sent: u64,
+    pub(super) messages_dropped: u64,
+}
+
+/// Most output buffered before the engine stops producing more (reading and draining resume once
+/// the socket took it).
+pub(crate) const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// One connected client.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(super) broker: Arc<Broker>,
+    pub(super) tenant: Arc<Tenant>,
+    pub(super) session: Arc<Session>,
+    pub(super) generation: u64,
+    pub(super) control: Arc<ConnControl>,
+    pub(super) version: ProtocolVersion,
+    pub(super) keep_alive: Option<Duration>,
+    pub(super) last_received: Instant,
+    pub(super) client: ClientLimits,
+    pub(super) inbound_aliases: InboundAliases,
+    pub(super) outbound_aliases: OutboundAliases,
+    pub(super) out: Output,
+    pub(super) committed: Ticket,
+    /// Tickets of QoS 1/2 acknowledgements held back by the store, oldest first.
+    pub(super) held_acks: std::collections::VecDeque<Ticket>,
+    pub(super) connect_expiry: u32,
+    pub(super) stats: LocalStats,
+    /// More queued messages could be sent once output drains.
+    pub(super) more_to_drain: bool,
+    resend_on_start: bool,
+}
+
+impl Engine {
+    /// A new engine for an attached session.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        tenant: Arc<Tenant>,
+        attached: Attached,
+        control: Arc<ConnControl>,
+        version: ProtocolVersion,
+        keep_alive: Option<Duration>,
+        client: ClientLimits,
+        connect_expiry: u32,
+        now: Instant,
+    ) -> Self {
+        let outbound_aliases = if version.is_v5() {
+            OutboundAliases::new(
+                client
+                    .topic_alias_maximum
+                    .min(broker.config.limits.outbound_topic_aliases),
+            )
+        } else {
+            OutboundAliases::new(0)
+        };
+        let committed = broker.store.committed().borrow().to_owned();
+        Self {
+            broker,
+            tenant,
+            session: attached.session,
+            generation: attached.generation,
+            control,
+            version,
+            keep_alive,
+            last_received: now,
+            client,
+            inbound_aliases: InboundAliases::default(),
+            outbound_aliases,
+            out: Output::default(),
+            committed,
+            held_acks: std::collections::VecDeque::new(),
+            connect_expiry,
+            stats: LocalStats::default(),
+            more_to_drain: true,
+            resend_on_start: attached.session_present,
+        }
+    }
+
+    /// The connection's wake/kick handle.
+    pub(crate) fn control(&self) -> &Arc<ConnControl> {
+        &self.control
+    }
+
+    /// Writes CONNACK, resends what a resumed session had in flight, and sends what is queued.
+    pub(crate) fn start(&mut self, connack: &ConnAck, now: Instant) -> Flow {
+        let version = self.version;
+        self.out.push(0, self.committed, |buf| {
+            encode(&Packet::ConnAck(connack.clone()), version, buf)
+        });
+        if std::mem::take(&mut self.resend_on_start) {
+            self.resend_inflight(now);
+        }
+        self.drain(now)
+    }
+
+    /// Handles one packet from the client.
+    pub(crate) fn handle(&mut self, packet: Packet, now: Instant) -> Flow {
+        self.last_received = now;
+        tracing::trace!(packet = ?packet.packet_type(), "received");
+        match packet {
+            Packet::Publish(p) => self.on_publish(p, now),
+            Packet::PubAck(ack) => self.on_puback(ack, now),
+            Packet::PubRec(ack) => self.on_pubrec(ack, now),
+            Packet::PubRel(ack) => self.on_pubrel(ack),
+            Packet::PubComp(ack) => self.on_pubcomp(ack, now),
+            Packet::Subscribe(s) => self.on_subscribe(s, now),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::PingReq => {
+                let version = self.version;
+                self.out.push(0, self.committed, |buf| {
+                    encode(&Packet::PingResp, version, buf)
+                });
+                Flow::Continue
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Connect(_) => Flow::Close(Close::violation(
+                ReasonCode::ProtocolError,
+                "second CONNECT on a connection [MQTT-3.1.0-2]",
+            )),
+            Packet::Auth(_) => Flow::Close(Close::violation(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Flow::Close(Close::violation(
+                    ReasonCode::ProtocolError,
+                    "a server-to-client packet sent by a client",
+                ))
+            }
+        }
+    }
+
+    /// The close for a packet that could not be decoded.
+    pub(crate) fn decode_error(&self, err: &DecodeError) -> Close {
+        Close::violation(err.reason_code(), err.to_string())
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Flow {
+        let departure = if d.reason == ReasonCode::DisconnectWithWill {
+            Departure::Abnormal
+        } else {
+            Departure::Normal
+        };
+        let mut expiry = None;
+        if let Some(requested) = d.properties.session_expiry_interval {
+            if self.connect_expiry == 0 && requested != 0 {
+                return Flow::Close(Close::violation(
+                    ReasonCode::ProtocolError,
+                    "DISCONNECT set a session expiry after CONNECT set none [MQTT-3.14.2-2]",
+                ));
+            }
+            expiry = Some(requested.min(self.broker.config.limits.max_session_expiry));
+        }
+        Flow::Close(Close {
+            send: None,
+            departure,
+            expiry,
+            why: "client sent DISCONNECT".into(),
+        })
+    }
+
+    /// Called when woken: closes if kicked, otherwise sends what was queued.
+    pub(crate) fn on_wake(&mut self, now: Instant) -> Flow {
+        if let Some(reason) = self.control.kicked() {
+            return Flow::Close(Close {
+                send: Some(reason),
+                departure: Departure::Abnormal,
+                expiry: None,
+                why: match reason {
+                    ReasonCode::SessionTakenOver => {
+                        "session taken over by another connection".into()
+                    }
+                    ReasonCode::ServerShuttingDown => "server shutting down".into(),
+                    _ => "closed by the server".into(),
+                },
+            });
+        }
+        self.drain(now)
+    }
+
+    /// The keep-alive deadline: 1.5 times the keep-alive after the last packet received.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.keep_alive.map(|ka| self.last_received + ka + ka / 2)
+    }
+
+    /// Called when the deadline passed.
+    pub(crate) fn on_deadline(&mut self, now: Instant) -> Flow {
+        match self.deadline() {
+            Some(deadline) if now >= deadline => Flow::Close(Close::violation(
+                ReasonCode::KeepAliveTimeout,
+                "no packet within 1.5 times the keep-alive [MQTT-3.1.2-22]",
+            )),
+            _ => Flow::Continue,
+        }
+    }
+
+    /// The store committed up to `ticket`: release held output.
+    pub(crate) fn on_committed(&mut self, ticket: Ticket) {
+        self.committed = ticket;
+        self.out.release(ticket);
+        while self.held_acks.front().is_some_and(|t| *t <= ticket) {
+            self.held_acks.pop_front();
+        }
+    }
+
+    /// The oldest ticket output is waiting for.
+    pub(crate) fn waiting_for(&self) -> Option<Ticket> {
+        self.out.waiting_for()
+    }
+
+    /// Bytes ready to be written.
+    pub(crate) fn ready_output(&self) -> &[u8] {
+        self.out.ready()
+    }
+
+    /// Marks `n` bytes as written.
+    pub(crate) fn consumed(&mut self, n: usize) {
+        self.out.consume(n);
+    }
+
+    /// Whether the engine wants to read more input now (false while output is backed up or too
+    /// many acknowledgements are held back by the store).
+    pub(crate) fn wants_input(&self) -> bool {
+        self.out.pending_bytes() < OUTPUT_HIGH_WATER
+            && self.held_acks.len() < usize::from(self.broker.config.limits.receive_maximum)
+    }
+
+    /// Whether draining should run again once output was written.
+    pub(crate) fn wants_drain(&self) -> bool {
+        self.more_to_drain && self.out.pending_bytes() < OUTPUT_HIGH_WATER
+    }
+
+    /// Moves batched counters to the tenant.
+    pub(crate) fn flush_stats(&mut self, bytes_received: u64, bytes_sent: u64) {
+        let s = &self.tenant.stats;
+        TenantStats::add(&s.bytes_received, bytes_received);
+        TenantStats::add(&s.bytes_sent, bytes_sent);
+        TenantStats::add(
+            &s.messages_received,
+            std::mem::take(&mut self.stats.messages_received),
+        );
+        TenantStats::add(
+            &s.messages_sent,
+            std::mem::take(&mut self.stats.messages_sent),
+        );
+        TenantStats::add(
+            &s.messages_dropped,
+            std::mem::take(&mut self.stats.messages_dropped),
+        );
+    }
+
+    /// Encodes the final DISCONNECT (5.0) after the ready output, dropping held output. The
+    /// reason string says why ([MQTT-3.1.2-29] allows it on DISCONNECT whatever the client asked).
+    pub(crate) fn write_disconnect(&mut self, reason: ReasonCode, why: &str) {
+        if !self.version.is_v5() {
+            return;
+        }
+        let mut disconnect = Disconnect::new(reason);
+        disconnect.properties.reason_string = Some(ByteString::from(why));
+        let packet = self.within_client_limit(Packet::Disconnect(disconnect));
+        let version = self.version;
+        self.out.push_final(|buf| encode(&packet, version, buf));
+    }
+
+    /// Properties for a negative acknowledgement: a reason string when the client asked for
+    /// problem information (the default), nothing otherwise ([MQTT-3.1.2-29]).
+    pub(super) fn problem(&self, why: impl Into<String>) -> AckProperties {
+        let mut props = AckProperties::default();
+        if self.version.is_v5() && self.client.request_problem_information {
+            props.reason_string = Some(ByteString::from(why.into()));
+        }
+        props
+    }
+
+    /// Strips optional properties from a non-PUBLISH packet that would exceed the client's
+    /// Maximum Packet Size ([MQTT-3.1.2-25]).
+    pub(super) fn within_client_limit(&self, packet: Packet) -> Packet {
+        let limit = self.client.maximum_packet_size as usize;
+        if packet
+            .encoded_len(self.version)
+            .is_ok_and(|len| len <= limit)
+        {
+            return packet;
+        }
+        match packet {
+            Packet::PubAck(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::PubAck(a)
+            }
+            Packet::PubRec(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::PubRec(a)
+            }
+            Packet::PubRel(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::PubRel(a)
+            }
+            Packet::PubComp(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::PubComp(a)
+            }
+            Packet::SubAck(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::SubAck(a)
+            }
+            Packet::UnsubAck(mut a) => {
+                a.properties = AckProperties::default();
+                Packet::UnsubAck(a)
+            }
+            Packet::Disconnect(mut d) => {
+                d.properties = Default::default();
+                Packet::Disconnect(d)
+            }
+            other => other,
+        }
+    }
+
+    /// Detaches from the session (will, expiry) and frees buffers.
+    pub(crate) fn finish(mut self, close: &Close, now: Instant) {
+        self.broker.detach(
+            &self.tenant,
+            &self.session,
+            self.generation,
+            close.departure,
+            close.expiry,
+            now,
+        );
+        self.out.release_memory();
+    }
+}
+
+/// Encodes a packet the server built; an encode failure is a bug, logged and skipped.
+pub(super) fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
+    if let Err(e) = packet.encode(version, buf) {
+        tracing::error!(error = %e, packet = ?packet.packet_type(), "cannot encode an outgoing packet");
+    }
+}

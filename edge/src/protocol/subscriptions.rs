@@ -1,0 +1,116 @@
+//! SUBSCRIBE and UNSUBSCRIBE from the client: each filter is validated on its own (a bad filter
+//! fails its own SUBACK entry in 5.0; 3.1.1 closes the connection for a malformed filter), the
+//! SUBACK is written, and then retained messages for the new subscriptions are queued after it.
+
+use stratus_codec::{
+    AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use stratus_topics::{FilterSpec, TopicLimits};
+use tokio::time::Instant;
+
+use super::engine::{Close, Engine, Flow, encode};
+use crate::broker::SessionSubscription;
+
+impl Engine {
+    pub(super) fn on_subscribe(&mut self, s: Subscribe, now: Instant) -> Flow {
+        let v5 = self.version.is_v5();
+        let limits = &self.broker.config.limits;
+        let topic_limits = TopicLimits {
+            max_topic_length: limits.max_topic_length,
+            max_levels: limits.max_topic_levels,
+        };
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut added = Vec::new();
+        for request in s.filters {
+            let spec = match FilterSpec::parse(request.filter.clone()) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    if !v5 {
+                        return Flow::Close(Close::violation(
+                            ReasonCode::TopicFilterInvalid,
+                            e.to_string(),
+                        ));
+                    }
+                    tracing::debug!(client_id = %self.session.client_id, filter = %request.filter, "invalid filter: {e}");
+                    reasons.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            if spec.share.is_some() && request.options.no_local {
+                return Flow::Close(Close::violation(
+                    ReasonCode::ProtocolError,
+                    "No Local on a shared subscription [MQTT-3.8.3-4]",
+                ));
+            }
+            if let Err(e) = topic_limits.check_filter(&spec.filter) {
+                tracing::info!(client_id = %self.session.client_id, filter = %request.filter, "filter refused: {e}");
+                reasons.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
+            let sub = SessionSubscription {
+                raw: request.filter,
+                spec,
+                options: request.options,
+                id: s.properties.subscription_identifier,
+            };
+            match self
+                .broker
+                .subscribe(&self.tenant, &self.session, self.generation, sub.clone())
+            {
+                Ok(done) => {
+                    reasons.push(granted(sub.options.qos));
+                    added.push((sub, done.existed));
+                }
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        let version = self.version;
+        let packet = Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: AckProperties::default(),
+            reasons,
+        });
+        self.out
+            .push(0, self.committed, |buf| encode(&packet, version, buf));
+        for (sub, existed) in added {
+            self.broker
+                .deliver_retained(&self.tenant, &self.session, &sub, existed, now);
+        }
+        self.drain(now)
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) -> Flow {
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let reason = if FilterSpec::parse(filter.clone()).is_err() {
+                ReasonCode::TopicFilterInvalid
+            } else if self
+                .broker
+                .unsubscribe(&self.tenant, &self.session, self.generation, filter)
+                .0
+            {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            };
+            reasons.push(reason);
+        }
+        let version = self.version;
+        let packet = Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: AckProperties::default(),
+            reasons,
+        });
+        self.out
+            .push(0, self.committed, |buf| encode(&packet, version, buf));
+        Flow::Continue
+    }
+}
+
+fn granted(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::Success,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}

@@ -1,0 +1,134 @@
+//! Durable state of the embedded shape: persistent sessions, their queues and in-flight messages,
+//! and retained messages, kept under `--data-dir`.
+//!
+//! The in-memory broker state is authoritative while the process runs; the store is its
+//! write-ahead copy. Changes are submitted as [`StoreOp`]s without blocking (each gets a ticket);
+//! one writer thread applies them in batches, one transaction per batch, and publishes the highest
+//! committed ticket. A QoS 1/2 acknowledgement whose effects were persisted is sent only once its
+//! ticket is committed, so an acknowledged message survives a crash of the process (or of the
+//! machine, with `durability = "power"`).
+
+mod ops;
+mod record;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+pub(crate) use ops::StoreOp;
+pub(crate) use record::{Snapshot, StoredMessage, StoredSession, StoredSubscription, StoredWill};
+
+use crate::config::Durability;
+
+/// A position in the store's commit order. Ticket 0 is always committed.
+pub(crate) type Ticket = u64;
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the state writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The writer thread's input: each change with its ticket.
+type OpSender = mpsc::Sender<(Ticket, StoreOp)>;
+
+/// Handle to the durable store; cheap to share.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    inner: Arc<StoreInner>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    /// Ticket counter and channel, locked together so tickets reach the writer in order.
+    sender: Mutex<Option<(Ticket, OpSender)>>,
+    committed: watch::Receiver<Ticket>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, loads everything it holds, and starts the
+    /// writer thread.
+    pub(crate) fn open(dir: &Path, durability: Durability) -> Result<(Self, Snapshot), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("state.sqlite3");
+        let mut db = sqlite::Database::open(&path, durability)?;
+        let snapshot = db.load()?;
+        let (tx, rx) = mpsc::channel();
+        let (committed_tx, committed_rx) = watch::channel(0);
+        let writer = std::thread::Builder::new()
+            .name("stratus-store".into())
+            .spawn(move || sqlite::run_writer(db, rx, committed_tx))
+            .map_err(StoreError::Thread)?;
+        let inner = StoreInner {
+            sender: Mutex::new(Some((0, tx))),
+            committed: committed_rx,
+            writer: Mutex::new(Some(writer)),
+        };
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            snapshot,
+        ))
+    }
+
+    /// Queues one change; returns the ticket that will be committed once it is durable.
+    pub(crate) fn submit(&self, op: StoreOp) -> Ticket {
+        let mut guard = self.inner.sender.lock();
+        match guard.as_mut() {
+            Some((next, tx)) => {
+                *next += 1;
+                let ticket = *next;
+                if tx.send((ticket, op)).is_err() {
+                    tracing::error!("state writer has stopped; a change was not persisted");
+                }
+                ticket
+            }
+            None => 0,
+        }
+    }
+
+    /// Watches the highest committed ticket.
+    pub(crate) fn committed(&self) -> watch::Receiver<Ticket> {
+        self.inner.committed.clone()
+    }
+
+    /// Stops accepting changes, waits until the writer committed everything queued, and closes
+    /// the database. Blocking: call from `spawn_blocking` or at the very end.
+    pub(crate) fn close(&self) {
+        drop(self.inner.sender.lock().take());
+        if let Some(handle) = self.inner.writer.lock().take()
+            && handle.join().is_err()
+        {
+            tracing::error!("state writer thread panicked while closing");
+        }
+    }
+}
