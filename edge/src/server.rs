@@ -25,7 +25,7 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listener address could not be bound.
-    #[error("cannot listen on {addr} ({flag}): {source}. Choose another address with {flag}")]
+    #[error("cannot listen on {addr}: choose another address with {flag}")]
     Bind {
         /// The flag that sets this address.
         flag: &'static str,

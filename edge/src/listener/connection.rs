@@ -16,6 +16,7 @@ use stratus_codec::{
     ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode,
     peek_protocol_version,
 };
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tracing::Instrument;
@@ -41,13 +42,38 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCo
 }
 
 async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
+    // The handshake and the close are boxed: they run once, and inlined they would make every
+    // connection task (which lives as long as the connection) larger for its whole life.
+    let Some(accepted) = Box::pin(handshake(&stream, ctx)).await else {
+        return;
+    };
+    let Accepted {
+        mut engine,
+        decoder,
+        rbuf,
+        _count,
+    } = accepted;
+    let close = drive(&stream, &mut engine, decoder, rbuf, ctx).await;
+    Box::pin(close_connection(stream, engine, close)).await;
+}
+
+/// A client whose CONNECT was accepted.
+struct Accepted {
+    engine: Engine,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    _count: ConnectionCount,
+}
+
+/// Reads, authenticates and accepts the CONNECT; `None` when the connection was refused or lost.
+async fn handshake(stream: &TcpStream, ctx: &Arc<ServerContext>) -> Option<Accepted> {
     let limits = &ctx.broker.config.limits;
     let mut decoder = Decoder::server(limits.max_packet_size);
     let mut rbuf = BytesMut::new();
     let mut shutdown = ctx.shutdown.clone();
     let first = tokio::select! {
-        r = timeout(limits.connect_timeout(), read_connect(&stream, &mut decoder, &mut rbuf)) => r,
-        _ = shutdown.wait_for(|stop| *stop) => return,
+        r = timeout(limits.connect_timeout(), read_connect(stream, &mut decoder, &mut rbuf)) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return None,
     };
     let connect = match first {
         Err(_) => {
@@ -55,15 +81,15 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
                 "closed: no CONNECT within {}s (limits.connect_timeout_secs)",
                 limits.connect_timeout_secs
             );
-            return;
+            return None;
         }
         Ok(Err(ReadError::Io(e))) => {
             tracing::debug!("closed before CONNECT: {e}");
-            return;
+            return None;
         }
         Ok(Err(ReadError::Decode(e))) => {
-            refuse_malformed_connect(&stream, &rbuf, &e).await;
-            return;
+            refuse_malformed_connect(stream, &rbuf, &e).await;
+            return None;
         }
         Ok(Ok(c)) => c,
     };
@@ -81,7 +107,7 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("authentication task failed: {e}");
-                return;
+                return None;
             }
         }
     } else {
@@ -92,11 +118,11 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
         Err(e) => {
             tracing::info!(username = ?connect.username, "connection refused: {e}");
             write_all(
-                &stream,
+                stream,
                 &connack_bytes(&protocol::failure(e.reason_code()), version),
             )
             .await;
-            return;
+            return None;
         }
     };
     span.record("tenant", tracing::field::display(&principal.tenant));
@@ -104,17 +130,17 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
 
     // Tenant connection cap.
     let previous = tenant.connections.fetch_add(1, Ordering::AcqRel);
-    let _count = ConnectionCount(&tenant.connections);
+    let count = ConnectionCount(Arc::clone(&tenant));
     if previous >= limits.max_connections_per_tenant {
         tracing::warn!(
             "connection refused: the tenant's connection cap is reached (limits.max_connections_per_tenant)"
         );
         write_all(
-            &stream,
+            stream,
             &connack_bytes(&protocol::failure(ReasonCode::QuotaExceeded), version),
         )
         .await;
-        return;
+        return None;
     }
 
     let now = Instant::now();
@@ -126,9 +152,9 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
                 if version.is_v5() {
                     connack.properties.reason_string = Some(refusal.why.into());
                 }
-                write_all(&stream, &connack_bytes(&connack, version)).await;
+                write_all(stream, &connack_bytes(&connack, version)).await;
             }
-            return;
+            return None;
         }
     };
     tracing::debug!(
@@ -137,18 +163,37 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
         session_present = connack.session_present,
         "client connected"
     );
-    let close = drive(&stream, &mut engine, connack, decoder, rbuf, ctx).await;
+    // CONNACK, a resumed session's in-flight messages, and whatever is queued.
+    if let Flow::Close(c) = engine.start(&connack, Instant::now()) {
+        Box::pin(close_connection_ref(stream, engine, c)).await;
+        return None;
+    }
+    Some(Accepted {
+        engine,
+        decoder,
+        rbuf,
+        _count: count,
+    })
+}
+
+/// Sends the final DISCONNECT (5.0), detaches the session, and closes the socket.
+async fn close_connection(stream: TcpStream, engine: Engine, close: Close) {
     let server_closed = close.send.is_some();
+    close_connection_ref(&stream, engine, close).await;
+    if server_closed {
+        linger(stream).await;
+    }
+}
+
+/// [`close_connection`] without the lingering half-close (the socket stays with the caller).
+async fn close_connection_ref(stream: &TcpStream, mut engine: Engine, close: Close) {
     if let Some(reason) = close.send {
         engine.write_disconnect(reason, &close.why);
     }
     // Best effort: deliver what is ready (e.g. the DISCONNECT) without waiting on a slow peer.
-    let _ = timeout(LINGER, flush_all(&stream, &mut engine)).await;
+    let _ = timeout(LINGER, flush_all(stream, &mut engine)).await;
     tracing::debug!(reason = %close.why, "connection closed");
     engine.finish(&close, Instant::now());
-    if server_closed {
-        linger(stream).await;
-    }
 }
 
 /// How long a connection the server closes keeps draining the client's input.
@@ -163,7 +208,8 @@ async fn linger(mut stream: TcpStream) {
         return;
     }
     let drain = async {
-        let mut scratch = [0u8; 1024];
+        // On the heap: an array here would enlarge every connection task, lingering or not.
+        let mut scratch = vec![0u8; 4096];
         loop {
             if stream.readable().await.is_err() {
                 return;
@@ -183,7 +229,6 @@ async fn linger(mut stream: TcpStream) {
 async fn drive(
     stream: &TcpStream,
     engine: &mut Engine,
-    connack: ConnAck,
     mut decoder: Decoder,
     mut rbuf: BytesMut,
     ctx: &Arc<ServerContext>,
@@ -196,9 +241,6 @@ async fn drive(
     let mut bytes_in = 0u64;
     let mut bytes_out = 0u64;
 
-    if let Flow::Close(c) = engine.start(&connack, Instant::now()) {
-        return c;
-    }
     // Bytes that arrived together with CONNECT.
     if !rbuf.is_empty()
         && let Some(c) = process_input(engine, &mut decoder, &mut rbuf, &control)
@@ -223,27 +265,36 @@ async fn drive(
         {
             sleep.as_mut().reset(deadline);
         }
-        let want_read = engine.wants_input();
-        let want_write = !engine.ready_output().is_empty();
+        // One readiness future for both directions: each one is ~150 bytes of task state.
+        let mut interest = None;
+        if engine.wants_input() {
+            interest = Some(Interest::READABLE);
+        }
+        if !engine.ready_output().is_empty() {
+            interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
+        }
         let held = engine.waiting_for();
         let has_deadline = engine.deadline().is_some();
         let flow = tokio::select! {
             biased;
             () = control.notified() => engine.on_wake(Instant::now()),
-            r = stream.readable(), if want_read => match r {
-                Ok(()) => match read_some(stream, &mut rbuf, &mut bytes_in) {
-                    Ok(ReadOutcome::Data) => match process_input(engine, &mut decoder, &mut rbuf, &control) {
-                        Some(c) => Flow::Close(c),
-                        None => Flow::Continue,
-                    },
-                    Ok(ReadOutcome::WouldBlock) => Flow::Continue,
-                    Ok(ReadOutcome::Eof) => Flow::Close(Close::lost("connection closed by the client without DISCONNECT")),
-                    Err(e) => Flow::Close(Close::lost(format!("read failed: {e}"))),
-                },
-                Err(e) => Flow::Close(Close::lost(format!("socket error: {e}"))),
-            },
-            r = stream.writable(), if want_write => match r {
-                Ok(()) => Flow::Continue,
+            r = stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => match r {
+                Ok(ready) if ready.is_readable() || ready.is_read_closed() => {
+                    match read_some(stream, &mut rbuf, &mut bytes_in) {
+                        Ok(ReadOutcome::Data) => {
+                            match process_input(engine, &mut decoder, &mut rbuf, &control) {
+                                Some(c) => Flow::Close(c),
+                                None => Flow::Continue,
+                            }
+                        }
+                        Ok(ReadOutcome::WouldBlock) => Flow::Continue,
+                        Ok(ReadOutcome::Eof) => Flow::Close(Close::lost(
+                            "connection closed by the client without DISCONNECT",
+                        )),
+                        Err(e) => Flow::Close(Close::lost(format!("read failed: {e}"))),
+                    }
+                }
+                Ok(_) => Flow::Continue,
                 Err(e) => Flow::Close(Close::lost(format!("socket error: {e}"))),
             },
             r = committed.changed(), if held.is_some() => match r {
@@ -314,7 +365,13 @@ fn read_some(
             *bytes_in += n as u64;
             Ok(ReadOutcome::Data)
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            // Readiness was stale: do not keep an empty buffer for an idle connection.
+            if rbuf.is_empty() {
+                *rbuf = BytesMut::new();
+            }
+            Ok(ReadOutcome::WouldBlock)
+        }
         Err(e) => Err(e),
     }
 }
@@ -422,10 +479,10 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) {
 }
 
 /// Decrements the tenant's connection count when the connection ends.
-struct ConnectionCount<'a>(&'a std::sync::atomic::AtomicUsize);
+struct ConnectionCount(Arc<crate::broker::Tenant>);
 
-impl Drop for ConnectionCount<'_> {
+impl Drop for ConnectionCount {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

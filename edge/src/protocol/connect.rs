@@ -67,7 +67,8 @@ pub(crate) fn accept(
     }
 
     // Client identifier.
-    let mut client_id = connect.client_id.clone();
+    // Kept for the session's lifetime: copy it out of the read buffer, which it would pin.
+    let mut client_id = ByteString::from(&*connect.client_id);
     if client_id.is_empty() {
         if version == ProtocolVersion::V3_1 || (!v5 && !connect.clean_start) {
             // [MQTT-3.1.3-8]: a zero-length id needs Clean Session = 1.
@@ -136,8 +137,9 @@ pub(crate) fn accept(
                 limits,
                 now,
             ) {
+                // Kept until the connection ends: compact it out of the read buffer.
                 Ok(msg) => Some(PendingWill {
-                    msg: Arc::new(msg),
+                    msg: Arc::new(msg).compacted(),
                     delay_secs,
                 }),
                 Err(PublishError { reason, why }) => {

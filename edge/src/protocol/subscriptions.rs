@@ -2,6 +2,7 @@
 //! fails its own SUBACK entry in 5.0; 3.1.1 closes the connection for a malformed filter), the
 //! SUBACK is written, and then retained messages for the new subscriptions are queued after it.
 
+use bytestring::ByteString;
 use stratus_codec::{
     AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
@@ -22,7 +23,10 @@ impl Engine {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
         for request in s.filters {
-            let spec = match FilterSpec::parse(request.filter.clone()) {
+            // Kept for the subscription's lifetime: copy it out of the read buffer, which it
+            // would otherwise pin.
+            let raw = ByteString::from(&*request.filter);
+            let spec = match FilterSpec::parse(raw.clone()) {
                 Ok(spec) => spec,
                 Err(e) => {
                     if !v5 {
@@ -48,7 +52,7 @@ impl Engine {
                 continue;
             }
             let sub = SessionSubscription {
-                raw: request.filter,
+                raw,
                 spec,
                 options: request.options,
                 id: s.properties.subscription_identifier,

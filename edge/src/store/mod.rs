@@ -31,7 +31,7 @@ pub(crate) type Ticket = u64;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite reported an error.
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}")]
     Sqlite {
         /// The database file.
         path: String,
@@ -40,7 +40,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path} (set another with --data-dir)")]
     DataDir {
         /// The directory.
         path: String,
@@ -49,7 +49,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The writer thread could not be started.
-    #[error("cannot start the state writer thread: {0}")]
+    #[error("cannot start the state writer thread")]
     Thread(#[source] std::io::Error),
 }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole Stratus test suite, runnable on a fresh Debian 12 machine with the Rust toolchain:
+# installs what is missing, then runs the gates (fmt, clippy, docs), every test, and a short fuzz
+# smoke run. Fails loudly at the first problem; skips nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/stratus-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "system packages"
+missing=()
+for pkg in mosquitto mosquitto-clients; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+for tool in mosquitto_pub mosquitto_sub python3; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+
+step "python packages (pinned with hashes)"
+python3 -m pip install --quiet --disable-pip-version-check --require-hashes -r scripts/requirements-test.txt
+
+step "cargo tools"
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "tests"
+cargo nextest run --workspace --locked --profile ci
+
+step "fuzz smoke (${FUZZ_SECONDS}s)"
+(cd crates/codec && cargo fuzz run decode -s none --target-dir "$CARGO_TARGET_DIR/fuzz" -- \
+    -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=512 -timeout=2)
+
+step "all checks passed"
