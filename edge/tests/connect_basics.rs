@@ -37,7 +37,10 @@ async fn v5_connack_advertises_our_limits() {
         Some(Packet::ConnAck(ack)) => {
             assert_eq!(ack.reason, ReasonCode::Success);
             assert_eq!(ack.properties.receive_maximum.map(|v| v.get()), Some(77));
-            assert_eq!(ack.properties.maximum_packet_size.map(|v| v.get()), Some(4096));
+            assert_eq!(
+                ack.properties.maximum_packet_size.map(|v| v.get()),
+                Some(4096)
+            );
             assert_eq!(ack.properties.topic_alias_maximum, Some(9));
         }
         other => panic!("expected CONNACK, got {other:?}"),

@@ -215,7 +215,6 @@ pub(crate) fn restore_subscription(
     options: u8,
     id: Option<u32>,
 ) -> Option<SessionSubscription> {
-    let spec = FilterSpec::parse(raw.clone()).ok()?;
     let qos = QoS::from_bits(options & 0b11)?;
     let retain_handling = match (options >> 4) & 0b11 {
         0 => RetainHandling::SendAtSubscribe,
@@ -223,9 +222,9 @@ pub(crate) fn restore_subscription(
         2 => RetainHandling::DoNotSend,
         _ => return None,
     };
+    FilterSpec::parse(raw.clone()).ok()?;
     Some(SessionSubscription {
         raw,
-        spec,
         options: SubscriptionOptions {
             qos,
             no_local: options & 0b100 != 0,

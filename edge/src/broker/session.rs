@@ -8,14 +8,16 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::Context;
+
+use atomic_waker::AtomicWaker;
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
 use stratus_codec::{PacketId, QoS, ReasonCode, SubscriptionOptions};
 use stratus_model::TenantId;
 use stratus_topics::FilterSpec;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::message::{Delivery, Message};
@@ -38,17 +40,21 @@ pub(crate) struct Session {
     pub(crate) state: Mutex<SessionState>,
 }
 
-/// How the broker reaches the connection task attached to a session.
+/// How the broker reaches the connection task attached to a session: a flag and the task's
+/// waker (24 bytes; a `Notify` and the future awaiting it would cost each connection several
+/// times that).
 #[derive(Debug, Default)]
 pub(crate) struct ConnControl {
-    notify: Notify,
+    waker: AtomicWaker,
+    woken: AtomicBool,
     kick: AtomicU8,
 }
 
 impl ConnControl {
     /// Wakes the connection: there is something to send.
     pub(crate) fn wake(&self) {
-        self.notify.notify_one();
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Asks the connection to close, telling a 5.0 client `reason` (e.g. 0x8E taken over).
@@ -57,7 +63,7 @@ impl ConnControl {
         let _ = self
             .kick
             .compare_exchange(0, reason.as_u8(), Ordering::AcqRel, Ordering::Acquire);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// The reason the connection was asked to close, if it was.
@@ -68,9 +74,10 @@ impl ConnControl {
         }
     }
 
-    /// Completes when woken or kicked.
-    pub(crate) async fn notified(&self) {
-        self.notify.notified().await;
+    /// Registers the connection task's waker and reports (and clears) a pending wake-up.
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.woken.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -118,17 +125,32 @@ pub(crate) struct Inflight {
     pub(crate) state_persisted: bool,
 }
 
-/// One subscription of a session.
+/// One subscription of a session. Only the validated filter string is kept (40 bytes per
+/// subscription); its parsed form is rebuilt when needed, which is rare (subscribe, unsubscribe,
+/// session end).
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSubscription {
     /// The filter exactly as subscribed (with any `$share/group/` prefix): the session's key for it.
+    /// Validated by [`FilterSpec::parse`] before it got here.
     pub(crate) raw: ByteString,
-    /// Parsed filter and share group.
-    pub(crate) spec: FilterSpec,
     /// Options granted.
     pub(crate) options: SubscriptionOptions,
     /// Subscription identifier.
     pub(crate) id: Option<NonZeroU32>,
+}
+
+impl SessionSubscription {
+    /// The parsed filter and share group.
+    pub(crate) fn spec(&self) -> Option<FilterSpec> {
+        match FilterSpec::parse(self.raw.clone()) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                // Unreachable: `raw` was validated when the subscription was made.
+                tracing::error!(filter = %self.raw, "stored subscription no longer parses: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// A will waiting to be published.

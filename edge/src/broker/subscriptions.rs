@@ -50,6 +50,10 @@ impl Broker {
                     if st.subscriptions.len() >= self.config.limits.max_subscriptions_per_session {
                         return Err(ReasonCode::QuotaExceeded);
                     }
+                    // Sessions hold few subscriptions: grow exactly, not by doubling.
+                    if st.subscriptions.len() < 8 {
+                        st.subscriptions.reserve_exact(1);
+                    }
                     st.subscriptions.push(sub.clone());
                     existed = false;
                 }
@@ -75,14 +79,15 @@ impl Broker {
         session: &Arc<Session>,
         sub: &SessionSubscription,
     ) {
+        let Some(spec) = sub.spec() else { return };
         let entry = IndexEntry {
             options: sub.options,
             id: sub.id,
         };
-        match &sub.spec.share {
+        match &spec.share {
             None => {
                 tenant.subscriptions.write().insert(
-                    &sub.spec.filter,
+                    &spec.filter,
                     Subscriber::Session(Arc::clone(session)),
                     entry,
                 );
@@ -94,7 +99,7 @@ impl Broker {
                     .or_insert_with(|| {
                         let group = Arc::new(SharedGroup::new());
                         tenant.subscriptions.write().insert(
-                            &sub.spec.filter,
+                            &spec.filter,
                             Subscriber::Group(Arc::clone(&group)),
                             entry,
                         );
@@ -149,12 +154,13 @@ impl Broker {
         session: &Arc<Session>,
         sub: &SessionSubscription,
     ) {
-        match &sub.spec.share {
+        let Some(spec) = sub.spec() else { return };
+        match &spec.share {
             None => {
                 tenant
                     .subscriptions
                     .write()
-                    .remove(&sub.spec.filter, &Subscriber::Session(Arc::clone(session)));
+                    .remove(&spec.filter, &Subscriber::Session(Arc::clone(session)));
             }
             Some(_) => {
                 let mut groups = tenant.shared_groups.lock();
@@ -165,7 +171,7 @@ impl Broker {
                     tenant
                         .subscriptions
                         .write()
-                        .remove(&sub.spec.filter, &Subscriber::Group(group));
+                        .remove(&spec.filter, &Subscriber::Group(group));
                 }
             }
         }
@@ -181,7 +187,8 @@ impl Broker {
         existed: bool,
         now: Instant,
     ) {
-        if sub.spec.share.is_some() {
+        let Some(spec) = sub.spec() else { return };
+        if spec.share.is_some() {
             return;
         }
         match sub.options.retain_handling {
@@ -194,7 +201,7 @@ impl Broker {
         tenant
             .retained
             .read()
-            .matching(&sub.spec.filter, now, &mut found, &mut expired);
+            .matching(&spec.filter, now, &mut found, &mut expired);
         if !expired.is_empty() {
             let mut retained = tenant.retained.write();
             for topic in &expired {

@@ -8,15 +8,16 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use stratus_codec::{
     ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode,
     peek_protocol_version,
 };
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tracing::Instrument;
@@ -53,7 +54,7 @@ async fn run(stream: TcpStream, ctx: &Arc<ServerContext>) {
         rbuf,
         _count,
     } = accepted;
-    let close = drive(&stream, &mut engine, decoder, rbuf, ctx).await;
+    let close = drive(&stream, &mut engine, decoder, rbuf).await;
     Box::pin(close_connection(stream, engine, close)).await;
 }
 
@@ -226,104 +227,157 @@ async fn linger(mut stream: TcpStream) {
 }
 
 /// The connected phase: returns how the connection ended.
+///
+/// Written as one `poll` function over socket readiness, the session's wake-up flag, the store's
+/// commit position and the keep-alive timer, rather than a `select!` over futures: only the timer
+/// needs state in the task, which keeps an idle connection small.
 async fn drive(
     stream: &TcpStream,
     engine: &mut Engine,
     mut decoder: Decoder,
     mut rbuf: BytesMut,
-    ctx: &Arc<ServerContext>,
 ) -> Close {
-    let control = Arc::clone(engine.control());
-    let mut committed = ctx.broker.store.committed();
-    let far_future = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
-    let sleep = tokio::time::sleep_until(engine.deadline().unwrap_or(far_future));
-    tokio::pin!(sleep);
-    let mut bytes_in = 0u64;
-    let mut bytes_out = 0u64;
-
     // Bytes that arrived together with CONNECT.
     if !rbuf.is_empty()
-        && let Some(c) = process_input(engine, &mut decoder, &mut rbuf, &control)
+        && let Some(c) = process_input(engine, &mut decoder, &mut rbuf)
     {
         return c;
     }
-    loop {
-        if let Err(e) = write_ready(stream, engine, &mut bytes_out) {
-            return Close::lost(format!("write failed: {e}"));
-        }
-        if engine.wants_drain()
-            && let Flow::Close(c) = engine.drain(Instant::now())
-        {
-            return c;
-        }
+    let far_future = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let sleep = tokio::time::sleep_until(engine.deadline().unwrap_or(far_future));
+    tokio::pin!(sleep);
+    let mut io = Io {
+        stream,
+        decoder,
+        rbuf,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    std::future::poll_fn(|cx| io.poll(cx, engine, sleep.as_mut())).await
+}
+
+/// The socket side of a connected client.
+struct Io<'a> {
+    stream: &'a TcpStream,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Io<'_> {
+    /// Makes all the progress possible now; `Pending` once nothing can move without a wake-up.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        engine: &mut Engine,
+        mut sleep: Pin<&mut tokio::time::Sleep>,
+    ) -> Poll<Close> {
+        let result = self.progress(cx, engine, sleep.as_mut());
         engine.flush_stats(
-            std::mem::take(&mut bytes_in),
-            std::mem::take(&mut bytes_out),
+            std::mem::take(&mut self.bytes_in),
+            std::mem::take(&mut self.bytes_out),
         );
-        if let Some(deadline) = engine.deadline()
-            && deadline != sleep.deadline()
-        {
-            sleep.as_mut().reset(deadline);
-        }
-        // One readiness future for both directions: each one is ~150 bytes of task state.
-        let mut interest = None;
-        if engine.wants_input() {
-            interest = Some(Interest::READABLE);
-        }
-        if !engine.ready_output().is_empty() {
-            interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
-        }
-        let held = engine.waiting_for();
-        let has_deadline = engine.deadline().is_some();
-        let flow = tokio::select! {
-            biased;
-            () = control.notified() => engine.on_wake(Instant::now()),
-            r = stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => match r {
-                Ok(ready) if ready.is_readable() || ready.is_read_closed() => {
-                    match read_some(stream, &mut rbuf, &mut bytes_in) {
-                        Ok(ReadOutcome::Data) => {
-                            match process_input(engine, &mut decoder, &mut rbuf, &control) {
-                                Some(c) => Flow::Close(c),
-                                None => Flow::Continue,
-                            }
+        result
+    }
+
+    fn progress(
+        &mut self,
+        cx: &mut Context<'_>,
+        engine: &mut Engine,
+        mut sleep: Pin<&mut tokio::time::Sleep>,
+    ) -> Poll<Close> {
+        loop {
+            let mut progressed = false;
+            if engine.control().poll_woken(cx) {
+                if let Flow::Close(c) = engine.on_wake(Instant::now()) {
+                    return Poll::Ready(c);
+                }
+                progressed = true;
+            }
+            progressed |= engine.poll_store(cx);
+            // Write what is ready.
+            while !engine.ready_output().is_empty() {
+                match self.stream.poll_write_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Close::lost(format!("socket error: {e}")));
+                    }
+                    Poll::Ready(Ok(())) => match self.stream.try_write(engine.ready_output()) {
+                        Ok(0) => {
+                            return Poll::Ready(Close::lost("write failed: connection closed"));
                         }
-                        Ok(ReadOutcome::WouldBlock) => Flow::Continue,
-                        Ok(ReadOutcome::Eof) => Flow::Close(Close::lost(
-                            "connection closed by the client without DISCONNECT",
-                        )),
-                        Err(e) => Flow::Close(Close::lost(format!("read failed: {e}"))),
+                        Ok(n) => {
+                            self.bytes_out += n as u64;
+                            engine.consumed(n);
+                        }
+                        // Readiness was stale and is now cleared: poll again to register.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Close::lost(format!("write failed: {e}"))),
+                    },
+                }
+            }
+            // Send more of the session's queue once the output has room.
+            if engine.wants_drain() {
+                if let Flow::Close(c) = engine.drain(Instant::now()) {
+                    return Poll::Ready(c);
+                }
+                if !engine.ready_output().is_empty() {
+                    progressed = true;
+                }
+            }
+            // Read when the engine can take more input.
+            if engine.wants_input() {
+                match self.stream.poll_read_ready(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Close::lost(format!("socket error: {e}")));
+                    }
+                    Poll::Ready(Ok(())) => {
+                        match read_some(self.stream, &mut self.rbuf, &mut self.bytes_in) {
+                            Ok(ReadOutcome::Data) => {
+                                if let Some(c) =
+                                    process_input(engine, &mut self.decoder, &mut self.rbuf)
+                                {
+                                    return Poll::Ready(c);
+                                }
+                                progressed = true;
+                            }
+                            // Readiness cleared: loop so the next poll registers for the next event.
+                            Ok(ReadOutcome::WouldBlock) => progressed = true,
+                            Ok(ReadOutcome::Eof) => {
+                                return Poll::Ready(Close::lost(
+                                    "connection closed by the client without DISCONNECT",
+                                ));
+                            }
+                            Err(e) => return Poll::Ready(Close::lost(format!("read failed: {e}"))),
+                        }
                     }
                 }
-                Ok(_) => Flow::Continue,
-                Err(e) => Flow::Close(Close::lost(format!("socket error: {e}"))),
-            },
-            r = committed.changed(), if held.is_some() => match r {
-                Ok(()) => {
-                    let ticket = *committed.borrow_and_update();
-                    engine.on_committed(ticket);
-                    Flow::Continue
+            }
+            // Keep-alive.
+            if let Some(deadline) = engine.deadline() {
+                if deadline != sleep.deadline() {
+                    sleep.as_mut().reset(deadline);
                 }
-                Err(_) => Flow::Close(Close::lost("state store stopped")),
-            },
-            () = &mut sleep, if has_deadline => engine.on_deadline(Instant::now()),
-        };
-        if let Flow::Close(c) = flow {
-            engine.flush_stats(bytes_in, bytes_out);
-            return c;
+                if sleep.as_mut().poll(cx).is_ready()
+                    && let Flow::Close(c) = engine.on_deadline(Instant::now())
+                {
+                    return Poll::Ready(c);
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
         }
     }
 }
 
 /// Decodes and handles every complete packet in `rbuf`; releases the buffer when it is empty.
-fn process_input(
-    engine: &mut Engine,
-    decoder: &mut Decoder,
-    rbuf: &mut BytesMut,
-    control: &crate::broker::ConnControl,
-) -> Option<Close> {
+fn process_input(engine: &mut Engine, decoder: &mut Decoder, rbuf: &mut BytesMut) -> Option<Close> {
     let now = Instant::now();
     let result = loop {
-        if control.kicked().is_some() {
+        if engine.control().kicked().is_some() {
             match engine.on_wake(now) {
                 Flow::Close(c) => break Some(c),
                 Flow::Continue => {}

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -103,6 +104,8 @@ pub(crate) struct Engine {
     pub(super) outbound_aliases: OutboundAliases,
     pub(super) out: Output,
     pub(super) committed: Ticket,
+    /// The ticket this task asked the store to be woken for.
+    pub(super) awaited_ticket: Ticket,
     /// Tickets of QoS 1/2 acknowledgements held back by the store, oldest first.
     pub(super) held_acks: std::collections::VecDeque<Ticket>,
     pub(super) connect_expiry: u32,
@@ -135,7 +138,7 @@ impl Engine {
         } else {
             OutboundAliases::new(0)
         };
-        let committed = broker.store.committed().borrow().to_owned();
+        let committed = broker.store.committed();
         Self {
             broker,
             tenant,
@@ -150,6 +153,7 @@ impl Engine {
             outbound_aliases,
             out: Output::default(),
             committed,
+            awaited_ticket: 0,
             held_acks: std::collections::VecDeque::new(),
             connect_expiry,
             stats: LocalStats::default(),
@@ -276,18 +280,37 @@ impl Engine {
         }
     }
 
+    /// Catches up with the store: releases output whose ticket is committed, and otherwise makes
+    /// sure the task is woken when it is. Returns true when output was released.
+    pub(crate) fn poll_store(&mut self, cx: &mut Context<'_>) -> bool {
+        let store = &self.broker.store;
+        let committed = store.committed();
+        let Some(waiting) = self.out.waiting_for() else {
+            self.committed = committed;
+            return false;
+        };
+        if committed >= waiting {
+            self.on_committed(committed);
+            return true;
+        }
+        if self.awaited_ticket != waiting {
+            self.awaited_ticket = waiting;
+            if store.wake_when_committed(waiting, cx.waker()) {
+                self.on_committed(store.committed());
+                return true;
+            }
+        }
+        self.committed = committed;
+        false
+    }
+
     /// The store committed up to `ticket`: release held output.
-    pub(crate) fn on_committed(&mut self, ticket: Ticket) {
+    fn on_committed(&mut self, ticket: Ticket) {
         self.committed = ticket;
         self.out.release(ticket);
         while self.held_acks.front().is_some_and(|t| *t <= ticket) {
             self.held_acks.pop_front();
         }
-    }
-
-    /// The oldest ticket output is waiting for.
-    pub(crate) fn waiting_for(&self) -> Option<Ticket> {
-        self.out.waiting_for()
     }
 
     /// Bytes ready to be written.

@@ -53,7 +53,6 @@ impl Engine {
             }
             let sub = SessionSubscription {
                 raw,
-                spec,
                 options: request.options,
                 id: s.properties.subscription_identifier,
             };

@@ -16,8 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
+
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 pub(crate) use ops::StoreOp;
 pub(crate) use record::{Snapshot, StoredMessage, StoredSession, StoredSubscription, StoredWill};
@@ -53,6 +55,36 @@ pub enum StoreError {
     Thread(#[source] std::io::Error),
 }
 
+/// The commit position and the tasks waiting for it.
+#[derive(Debug, Default)]
+pub(crate) struct CommitState {
+    committed: AtomicU64,
+    waiters: Mutex<Vec<(Ticket, Waker)>>,
+}
+
+impl CommitState {
+    /// Publishes `ticket` as committed and wakes everyone waiting for it or less.
+    pub(crate) fn publish(&self, ticket: Ticket) {
+        self.committed.store(ticket, Ordering::Release);
+        let ready: Vec<Waker> = {
+            let mut waiters = self.waiters.lock();
+            let mut ready = Vec::new();
+            waiters.retain(|(t, w)| {
+                if *t <= ticket {
+                    ready.push(w.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            ready
+        };
+        for w in ready {
+            w.wake();
+        }
+    }
+}
+
 /// The writer thread's input: each change with its ticket.
 type OpSender = mpsc::Sender<(Ticket, StoreOp)>;
 
@@ -66,7 +98,7 @@ pub(crate) struct Store {
 struct StoreInner {
     /// Ticket counter and channel, locked together so tickets reach the writer in order.
     sender: Mutex<Option<(Ticket, OpSender)>>,
-    committed: watch::Receiver<Ticket>,
+    commit: Arc<CommitState>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -82,14 +114,15 @@ impl Store {
         let mut db = sqlite::Database::open(&path, durability)?;
         let snapshot = db.load()?;
         let (tx, rx) = mpsc::channel();
-        let (committed_tx, committed_rx) = watch::channel(0);
+        let commit = Arc::new(CommitState::default());
+        let writer_commit = Arc::clone(&commit);
         let writer = std::thread::Builder::new()
             .name("stratus-store".into())
-            .spawn(move || sqlite::run_writer(db, rx, committed_tx))
+            .spawn(move || sqlite::run_writer(db, rx, &writer_commit))
             .map_err(StoreError::Thread)?;
         let inner = StoreInner {
             sender: Mutex::new(Some((0, tx))),
-            committed: committed_rx,
+            commit,
             writer: Mutex::new(Some(writer)),
         };
         Ok((
@@ -116,9 +149,21 @@ impl Store {
         }
     }
 
-    /// Watches the highest committed ticket.
-    pub(crate) fn committed(&self) -> watch::Receiver<Ticket> {
-        self.inner.committed.clone()
+    /// The highest committed ticket.
+    pub(crate) fn committed(&self) -> Ticket {
+        self.inner.commit.committed.load(Ordering::Acquire)
+    }
+
+    /// Arranges for `waker` to be woken once `ticket` is committed. Returns true (and registers
+    /// nothing) if it already is.
+    pub(crate) fn wake_when_committed(&self, ticket: Ticket, waker: &Waker) -> bool {
+        let mut waiters = self.inner.commit.waiters.lock();
+        // Checked under the lock the writer takes after publishing, so no commit is missed.
+        if self.committed() >= ticket {
+            return true;
+        }
+        waiters.push((ticket, waker.clone()));
+        false
     }
 
     /// Stops accepting changes, waits until the writer committed everything queued, and closes

@@ -9,12 +9,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use bytestring::ByteString;
 use rusqlite::{Connection, params};
-use tokio::sync::watch;
 
 use super::record::{
     Snapshot, StoredMessage, StoredRetained, StoredSession, StoredSubscription, StoredWill,
 };
-use super::{StoreError, StoreOp, Ticket};
+use super::{CommitState, StoreError, StoreOp, Ticket};
 use crate::config::Durability;
 
 /// Most operations applied in one transaction.
@@ -418,7 +417,7 @@ impl Database {
 pub(super) fn run_writer(
     mut db: Database,
     rx: mpsc::Receiver<(Ticket, StoreOp)>,
-    committed: watch::Sender<Ticket>,
+    commit: &CommitState,
 ) {
     let mut batch = Vec::with_capacity(256);
     // Once a batch failed, nothing later may be reported committed: an acknowledgement must never
@@ -454,7 +453,7 @@ pub(super) fn run_writer(
         }
         tracing::trace!(ops = batch.len(), elapsed = ?started.elapsed(), "state batch committed");
         batch.clear();
-        committed.send_replace(last);
+        commit.publish(last);
     }
 }
 

@@ -42,7 +42,13 @@ impl TestServer {
         config.sys.interval_secs = 0;
         tweak(&mut config);
         let running = RunningServer::start(config.clone()).await.unwrap();
-        Self { addr: running.mqtt_addr(), http: running.http_addr(), running: Some(running), config, dir }
+        Self {
+            addr: running.mqtt_addr(),
+            http: running.http_addr(),
+            running: Some(running),
+            config,
+            dir,
+        }
     }
 
     /// The data directory.
@@ -100,7 +106,11 @@ impl RawClient {
     pub async fn connect(addr: SocketAddr, version: ProtocolVersion) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        Self { stream, decoder: Decoder::client(version, stratus_codec::MAX_PACKET_SIZE), buf: BytesMut::new() }
+        Self {
+            stream,
+            decoder: Decoder::client(version, stratus_codec::MAX_PACKET_SIZE),
+            buf: BytesMut::new(),
+        }
     }
 
     /// Sends raw bytes (errors are ignored: the server may already have closed).
@@ -165,17 +175,24 @@ impl RawClient {
 }
 
 /// The checklist's base CONNECT for MQTT 3.1.1: client id `c1`, keep-alive 60, clean session.
-pub const CONNECT_V4: &[u8] = &[0x10, 0x0E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x02, b'c', b'1'];
+pub const CONNECT_V4: &[u8] = &[
+    0x10, 0x0E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x02, b'c', b'1',
+];
 
 /// The checklist's base CONNECT for MQTT 5.0.
-pub const CONNECT_V5: &[u8] =
-    &[0x10, 0x0F, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x02, b'c', b'1'];
+pub const CONNECT_V5: &[u8] = &[
+    0x10, 0x0F, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x02, b'c',
+    b'1',
+];
 
 /// Waits until `cond` holds, polling every 10 ms, or panics after `wait` naming `what`.
 pub async fn eventually(wait: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + wait;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {wait:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {wait:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
