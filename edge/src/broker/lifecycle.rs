@@ -74,6 +74,10 @@ impl Broker {
             let mut resumed = None;
             if let Some(old) = existing {
                 let mut st = old.state.lock();
+                // A session without expiry lives exactly as long as its connection: taking the
+                // connection over ends it, so it is never resumed ([MQTT-3.1.2-6], 5.0 section
+                // 3.1.2.11.2).
+                let mut ended_with_connection = false;
                 if let Some(previous) = st.attachment.take() {
                     previous.control.kick(ReasonCode::SessionTakenOver);
                     tracing::info!(
@@ -81,18 +85,20 @@ impl Broker {
                         client_id = %req.client_id,
                         "session taken over by a new connection; the old connection is closed"
                     );
+                    ended_with_connection = !st.is_persistent();
                     // The old connection closed without DISCONNECT: its will goes out now unless
-                    // it has a delay, which this new connection cancels ([MQTT-3.1.3-9]).
+                    // it has a delay, which this new connection cancels ([MQTT-3.1.3-9]) -- but
+                    // not when its session ends here, which publishes it.
                     if let Some(w) = st.will.take()
-                        && w.delay_secs == 0
+                        && (w.delay_secs == 0 || ended_with_connection)
                     {
-                        wills.push(w.msg);
+                        wills.push(w);
                     }
                 } else {
                     // A delayed will of an offline session is cancelled by reconnecting.
                     st.will = None;
                 }
-                if req.clean_start || st.ended {
+                if req.clean_start || st.ended || ended_with_connection {
                     drop(st);
                     redispatch = self.discard(tenant, &old);
                     sessions.remove(&req.client_id);
@@ -197,7 +203,7 @@ impl Broker {
             let will = st.will.take().filter(|_| departure == Departure::Abnormal);
             if !st.is_persistent() {
                 if let Some(w) = will {
-                    wills.push(w.msg);
+                    wills.push(w);
                 }
                 drop(st);
                 redispatch = self.discard(tenant, session);
@@ -213,7 +219,7 @@ impl Broker {
                 let mut stored_will = None;
                 if let Some(w) = will {
                     if w.delay_secs == 0 {
-                        wills.push(w.msg);
+                        wills.push(w);
                     } else {
                         let delay = Duration::from_secs(u64::from(w.delay_secs)).min(expiry);
                         stored_will = Some(StoredWill {
@@ -224,7 +230,7 @@ impl Broker {
                                 &Default::default(),
                             ),
                             due_at_ms: super::persist::instant_to_unix_ms(now + delay),
-                            expires_at_ms: w.msg.expires_at.map(super::persist::instant_to_unix_ms),
+                            expiry_secs: w.expiry_secs,
                         });
                         st.will = Some(w);
                         self.timers.schedule(TimerEntry {
@@ -399,8 +405,10 @@ impl Broker {
     }
 
     /// Publishes wills (each through the normal publish path).
-    pub(crate) fn publish_wills(&self, tenant: &Tenant, wills: Vec<Arc<Message>>) {
+    pub(crate) fn publish_wills(&self, tenant: &Tenant, wills: Vec<PendingWill>) {
+        let now = Instant::now();
         for will in wills {
+            let will = will.message_at(now);
             tracing::debug!(tenant = %tenant.id, topic = %will.topic, "publishing will message");
             if let Err(reason) = self.publish(tenant, &will, None) {
                 tracing::warn!(tenant = %tenant.id, topic = %will.topic, ?reason, "will message refused");
@@ -434,7 +442,7 @@ impl Broker {
                             disconnected_at_ms: Some(super::persist::unix_ms_now()),
                             will: None,
                         });
-                        self.publish_wills(&tenant, vec![w.msg]);
+                        self.publish_wills(&tenant, vec![w]);
                     }
                 }
                 TimerKind::Expiry => {
@@ -459,7 +467,7 @@ impl Broker {
                     };
                     // The session ended: a will still waiting for its delay goes out now.
                     if let Some(w) = will {
-                        self.publish_wills(&tenant, vec![w.msg]);
+                        self.publish_wills(&tenant, vec![w]);
                     }
                     self.redispatch(&tenant, None, redispatch);
                 }

@@ -99,12 +99,16 @@ impl Broker {
                 client_id: stored.client_id,
             });
             // A will still pending when the session ended is published now.
-            if let Some(will) = stored
-                .will
-                .and_then(|w| decode_message(&w.publish, w.expires_at_ms))
+            if let Some(w) = stored.will
+                && let Some(decoded) = decode_message(&w.publish, None)
             {
                 let tenant = self.tenant(&tenant_id);
-                self.publish_wills(&tenant, vec![will.msg]);
+                let will = PendingWill {
+                    msg: decoded.msg,
+                    delay_secs: 0,
+                    expiry_secs: w.expiry_secs,
+                };
+                self.publish_wills(&tenant, vec![will]);
             }
             return;
         }
@@ -174,7 +178,7 @@ impl Broker {
             }
             let remaining = expiry - offline_for;
             if let Some(w) = stored.will
-                && let Some(decoded) = decode_message(&w.publish, w.expires_at_ms)
+                && let Some(decoded) = decode_message(&w.publish, None)
             {
                 let due = if w.due_at_ms > wall {
                     now + Duration::from_millis(w.due_at_ms - wall)
@@ -184,6 +188,7 @@ impl Broker {
                 st.will = Some(PendingWill {
                     msg: decoded.msg,
                     delay_secs: 1,
+                    expiry_secs: w.expiry_secs,
                 });
                 self.timers.schedule(TimerEntry {
                     due: due.min(now + remaining),

@@ -156,10 +156,30 @@ impl SessionSubscription {
 /// A will waiting to be published.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingWill {
-    /// The will as a message.
+    /// The will as a message (without an expiry deadline: see `expiry_secs`).
     pub(crate) msg: Arc<Message>,
     /// Will Delay Interval, seconds.
     pub(crate) delay_secs: u32,
+    /// The will's Message Expiry Interval, which starts when the will is published
+    /// (MQTT 5.0 section 3.1.3.2.4), not when it was sent in CONNECT.
+    pub(crate) expiry_secs: Option<u32>,
+}
+
+impl PendingWill {
+    /// The message to publish at `now`, with its expiry deadline counted from now.
+    pub(crate) fn message_at(&self, now: Instant) -> Arc<Message> {
+        match self.expiry_secs {
+            None => Arc::clone(&self.msg),
+            Some(secs) => Arc::new(Message {
+                topic: self.msg.topic.clone(),
+                payload: self.msg.payload.clone(),
+                qos: self.msg.qos,
+                retain: self.msg.retain,
+                properties: self.msg.properties.clone(),
+                expires_at: Some(now + std::time::Duration::from_secs(u64::from(secs))),
+            }),
+        }
+    }
 }
 
 /// Mutable state of a session.

@@ -88,8 +88,8 @@ async fn handshake(stream: &TcpStream, ctx: &Arc<ServerContext>) -> Option<Accep
             tracing::debug!("closed before CONNECT: {e}");
             return None;
         }
-        Ok(Err(ReadError::Decode(e))) => {
-            refuse_malformed_connect(stream, &rbuf, &e).await;
+        Ok(Err(ReadError::Decode(e, version))) => {
+            refuse_malformed_connect(stream, version, &e).await;
             return None;
         }
         Ok(Ok(c)) => c,
@@ -457,7 +457,8 @@ async fn flush_all(stream: &TcpStream, engine: &mut Engine) {
 
 enum ReadError {
     Io(io::Error),
-    Decode(DecodeError),
+    /// The CONNECT did not decode; the version is what its first bytes said, if readable.
+    Decode(DecodeError, Option<ProtocolVersion>),
 }
 
 /// Reads until one packet (necessarily CONNECT) is decoded.
@@ -474,15 +475,16 @@ async fn read_connect(
             ReadOutcome::WouldBlock => continue,
             ReadOutcome::Data => {}
         }
+        // Read before decoding: a failed decode has already taken the packet out of the buffer.
+        let version = peek_protocol_version(rbuf);
         match decoder.decode(rbuf) {
             Ok(Some(Packet::Connect(c))) => return Ok(*c),
             Ok(Some(_)) => {
-                return Err(ReadError::Decode(DecodeError::FirstPacketNotConnect {
-                    first_byte: 0,
-                }));
+                let e = DecodeError::FirstPacketNotConnect { first_byte: 0 };
+                return Err(ReadError::Decode(e, version));
             }
             Ok(None) => {}
-            Err(e) => return Err(ReadError::Decode(e)),
+            Err(e) => return Err(ReadError::Decode(e, version)),
         }
     }
 }
@@ -490,13 +492,17 @@ async fn read_connect(
 /// Answers a CONNECT that could not be decoded: a 5.0 client gets a CONNACK with the reason
 /// ([MQTT-4.13.1-1] allows it), an unknown protocol level gets "unsupported protocol version",
 /// everything else is closed silently.
-async fn refuse_malformed_connect(stream: &TcpStream, rbuf: &BytesMut, e: &DecodeError) {
+async fn refuse_malformed_connect(
+    stream: &TcpStream,
+    peeked: Option<ProtocolVersion>,
+    e: &DecodeError,
+) {
     tracing::debug!("closed: invalid CONNECT: {e}");
     let version = match e {
         DecodeError::FirstPacketNotConnect { .. } => return,
         DecodeError::UnsupportedProtocolVersion { level } if *level > 5 => ProtocolVersion::V5,
         DecodeError::UnsupportedProtocolVersion { .. } => ProtocolVersion::V3_1_1,
-        _ => match peek_protocol_version(rbuf) {
+        _ => match peeked {
             Some(ProtocolVersion::V5) => ProtocolVersion::V5,
             _ => return,
         },

@@ -126,8 +126,10 @@ pub(crate) fn accept(
     // Will.
     let will = match connect.will {
         None => None,
-        Some(w) => {
+        Some(mut w) => {
             let delay_secs = w.properties.will_delay_interval.unwrap_or(0);
+            // The will's expiry starts when it is published, not now.
+            let expiry_secs = w.properties.message_expiry_interval.take();
             match build_message(
                 w.topic,
                 w.payload,
@@ -141,6 +143,7 @@ pub(crate) fn accept(
                 Ok(msg) => Some(PendingWill {
                     msg: Arc::new(msg).compacted(),
                     delay_secs,
+                    expiry_secs,
                 }),
                 Err(PublishError { reason, why }) => {
                     let why = format!("invalid will: {why}");
@@ -153,17 +156,6 @@ pub(crate) fn accept(
             }
         }
     };
-
-    if tenant
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed)
-        >= limits.max_connections_per_tenant
-    {
-        return Err(Refusal::with(
-            ReasonCode::QuotaExceeded,
-            "the tenant's connection cap is reached (limits.max_connections_per_tenant)",
-        ));
-    }
 
     let control = Arc::new(ConnControl::default());
     let attached = broker

@@ -70,8 +70,8 @@ pub(crate) struct StoredWill {
     pub(crate) publish: Bytes,
     /// When it is due (unix ms).
     pub(crate) due_at_ms: u64,
-    /// When it expires (unix ms).
-    pub(crate) expires_at_ms: Option<u64>,
+    /// Its Message Expiry Interval, seconds, counted from when it is published.
+    pub(crate) expiry_secs: Option<u32>,
 }
 
 /// A retained message as stored.

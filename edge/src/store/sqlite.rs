@@ -29,10 +29,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     disconnected_at_ms INTEGER,
     -- Last packet identifier allocated to an outbound message.
     next_packet_id INTEGER NOT NULL,
-    -- Pending will (an MQTT 5.0 PUBLISH), when it is due, and when it expires.
+    -- Pending will (an MQTT 5.0 PUBLISH), when it is due (unix ms), and its Message Expiry
+    -- Interval in seconds, which starts when the will is published.
     will_publish BLOB,
     will_due_at_ms INTEGER,
-    will_expires_at_ms INTEGER,
+    will_expiry_secs INTEGER,
     PRIMARY KEY (tenant, client_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -122,7 +123,7 @@ impl Database {
         let mut sessions: HashMap<(String, String), StoredSession> = HashMap::new();
         let mut stmt = self.conn.prepare(
             "SELECT tenant, client_id, expiry_secs, disconnected_at_ms, next_packet_id,
-                    will_publish, will_due_at_ms, will_expires_at_ms FROM sessions",
+                    will_publish, will_due_at_ms, will_expiry_secs FROM sessions",
         )?;
         let rows = stmt.query_map([], |r| {
             let tenant: String = r.get(0)?;
@@ -132,7 +133,9 @@ impl Database {
                 (Some(publish), Some(due)) => Some(StoredWill {
                     publish: Bytes::from(publish),
                     due_at_ms: to_u64(due),
-                    expires_at_ms: r.get::<_, Option<i64>>(7)?.map(to_u64),
+                    expiry_secs: r
+                        .get::<_, Option<i64>>(7)?
+                        .and_then(|v| u32::try_from(v).ok()),
                 }),
                 _ => None,
             };
@@ -260,7 +263,7 @@ impl Database {
             } => {
                 tx.prepare_cached(
                     "UPDATE sessions SET disconnected_at_ms = ?3, will_publish = ?4,
-                        will_due_at_ms = ?5, will_expires_at_ms = ?6
+                        will_due_at_ms = ?5, will_expiry_secs = ?6
                      WHERE tenant = ?1 AND client_id = ?2",
                 )?
                 .execute(params![
@@ -269,7 +272,7 @@ impl Database {
                     disconnected_at_ms.map(to_i64),
                     will.as_ref().map(|w| &w.publish[..]),
                     will.as_ref().map(|w| to_i64(w.due_at_ms)),
-                    will.as_ref().and_then(|w| w.expires_at_ms).map(to_i64),
+                    will.as_ref().and_then(|w| w.expiry_secs),
                 ])?;
             }
             StoreOp::DeleteSession { tenant, client_id } => {

@@ -85,15 +85,6 @@ impl TestServer {
     }
 }
 
-/// How a raw connection ended up after some input.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The server closed the connection without sending anything more.
-    Closed,
-    /// The server sent this packet (then possibly closed).
-    Packet(Packet),
-}
-
 /// A byte-level MQTT client.
 pub struct RawClient {
     stream: TcpStream,
@@ -170,7 +161,7 @@ impl RawClient {
     /// True if the connection is still open after `wait` with nothing received.
     pub async fn stays_open(&mut self, wait: Duration) -> bool {
         let mut chunk = [0u8; 1];
-        matches!(timeout(wait, self.stream.read(&mut chunk)).await, Err(_))
+        timeout(wait, self.stream.read(&mut chunk)).await.is_err()
     }
 }
 
@@ -196,3 +187,17 @@ pub async fn eventually(wait: Duration, what: &str, mut cond: impl FnMut() -> bo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+// Client helpers for the behaviour tests: packet-level exchanges over `RawClient`, and real
+// rumqttc clients (3.1.1 and 5.0) whose event loops run until the first connection error.
+pub mod raw;
+pub mod v4;
+pub mod v5;
+
+// ---- Interop suites (interop_paho.rs, interop_mosquitto.rs): third-party client processes. ----
+pub mod interop;
+
+// ---- Behaviour-test clients (retained, shared subscriptions, MQTT 5 features, flow control,
+// $SYS, limits): rumqttc wrappers in `clients.rs`, codec-level ones in `clients/packets.rs`. ----
+
+pub mod clients;
