@@ -28,6 +28,18 @@ done
 step "python packages (pinned with hashes)"
 python3 -m pip install --quiet --disable-pip-version-check --require-hashes -r scripts/requirements-test.txt
 
+step "node packages (MQTT.js, pinned by edge/tests/interop-js/package-lock.json)"
+for tool in node npm; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install nodejs npm)" >&2; exit 1; }
+done
+interop_js=edge/tests/interop-js
+# npm ci records what it installed in node_modules/.package-lock.json: reinstall when that is
+# missing or older than the committed lock file.
+if [ ! -f "$interop_js/node_modules/.package-lock.json" ] \
+    || [ "$interop_js/package-lock.json" -nt "$interop_js/node_modules/.package-lock.json" ]; then
+    npm ci --prefix "$interop_js" --no-audit --no-fund
+fi
+
 step "cargo tools"
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

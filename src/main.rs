@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Dev(args) => cli::run_dev(args).await,
+            cli::Command::Bench(args) => cli::run_bench(args).await,
         }
     });
     match result {

@@ -20,6 +20,23 @@ pub struct BrokerConfig {
     pub mqtt_listen: SocketAddr,
     /// HTTP listener address (`/healthz`).
     pub http_listen: SocketAddr,
+    /// MQTT over WebSocket listener (path `websocket.path`); `None` turns it off.
+    pub ws_listen: Option<SocketAddr>,
+    /// MQTT over TLS listener; needs `tls.cert` and `tls.key` (or `tls.self_signed`).
+    pub mqtts_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS listener; same TLS settings as `mqtts_listen`.
+    pub wss_listen: Option<SocketAddr>,
+    /// Base domain of tenant endpoints: a client reaching `<tenant>.<tenant_domain>` (TLS SNI or
+    /// WebSocket `Host`) belongs to `<tenant>`.
+    pub tenant_domain: Option<String>,
+    /// Listeners that expect a PROXY protocol (v1 or v2) header before anything else.
+    pub proxy_protocol: Vec<ListenerName>,
+    /// TLS certificates and client-certificate authentication.
+    pub tls: TlsConfig,
+    /// WebSocket settings.
+    pub websocket: WebSocketConfig,
+    /// Tenants known to this broker besides `default_tenant` (and those of `users`).
+    pub tenants: Vec<TenantConfig>,
     /// Refuse clients that present no valid credentials.
     pub require_auth: bool,
     /// The tenant anonymous clients join when `require_auth` is off.
@@ -40,6 +57,14 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./stratus-data"),
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            mqtts_listen: None,
+            wss_listen: None,
+            tenant_domain: None,
+            proxy_protocol: Vec::new(),
+            tls: TlsConfig::default(),
+            websocket: WebSocketConfig::default(),
+            tenants: Vec::new(),
             require_auth: false,
             default_tenant: "dev".to_owned(),
             limits: Limits::default(),
@@ -48,6 +73,134 @@ impl Default for BrokerConfig {
             users: Vec::new(),
         }
     }
+}
+
+/// The listeners a connection can arrive on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerName {
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerName {
+    /// Parses a listener name as written on the command line.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mqtt" => Some(Self::Mqtt),
+            "mqtts" => Some(Self::Mqtts),
+            "ws" => Some(Self::Ws),
+            "wss" => Some(Self::Wss),
+            _ => None,
+        }
+    }
+
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mqtt => "mqtt",
+            Self::Mqtts => "mqtts",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// True for the TLS listeners.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Mqtts | Self::Wss)
+    }
+
+    /// True for the WebSocket listeners.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+}
+
+impl std::fmt::Display for ListenerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// TLS settings shared by the `mqtts` and `wss` listeners.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Default certificate chain (PEM), served when no other certificate matches the SNI name.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
+    /// More certificates, each chosen when the client's SNI name matches one of its names
+    /// (exact or wildcard such as `*.mqtt.example.com`).
+    pub certificates: Vec<CertificateFiles>,
+    /// Generate a self-signed certificate for `localhost` and `*.localhost` (development only).
+    pub self_signed: bool,
+    /// CA (PEM) whose client certificates are accepted on every TLS listener.
+    pub client_ca: Option<PathBuf>,
+    /// Whether clients must present a certificate: `none` (never asked), `optional`, `required`.
+    pub client_auth: ClientAuth,
+}
+
+/// A certificate chain and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Client-certificate policy of the TLS listeners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    #[default]
+    None,
+    /// A certificate is requested and verified if presented.
+    Optional,
+    /// A verified certificate is required to connect.
+    Required,
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// HTTP path of the MQTT endpoint.
+    pub path: String,
+    /// Allowed `Origin` header values; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// With an allow-list, also accept upgrades that carry no `Origin` header. Browsers always
+    /// send one (the allow-list protects against other sites' pages); devices usually do not.
+    pub allow_missing_origin: bool,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            path: "/mqtt".to_owned(),
+            allowed_origins: Vec::new(),
+            allow_missing_origin: true,
+        }
+    }
+}
+
+/// A tenant declared in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant slug.
+    pub id: String,
+    /// CA (PEM) whose client certificates identify devices of this tenant (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Per-connection and per-tenant limits. Each names what a client sees when it exceeds it.
@@ -90,6 +243,9 @@ pub struct Limits {
     pub topic_alias_maximum: u16,
     /// Topic aliases we assign towards a client, at most (and at most what it allows).
     pub outbound_topic_aliases: u16,
+    /// How long a publisher waits (reading paused) for a congested subscriber before that
+    /// subscriber is treated as slow and its excess messages are dropped.
+    pub max_publisher_pause_ms: u64,
     /// Concurrent connections per tenant (CONNACK 0x97 / 0x03).
     pub max_connections_per_tenant: usize,
     /// Sessions (online and offline) per tenant (CONNACK 0x97 / 0x03).
@@ -117,6 +273,7 @@ impl Default for Limits {
             max_session_expiry: 7 * 24 * 3600,
             connect_timeout_secs: 10,
             topic_alias_maximum: 1024,
+            max_publisher_pause_ms: 2000,
             outbound_topic_aliases: 64,
             max_connections_per_tenant: 1_000_000,
             max_sessions_per_tenant: 1_000_000,
@@ -265,6 +422,62 @@ impl BrokerConfig {
                 "limits.max_connections_per_tenant",
                 "connection and session caps must be at least 1",
             );
+        }
+        let tls_listener = self.mqtts_listen.is_some() || self.wss_listen.is_some();
+        if tls_listener
+            && !self.tls.self_signed
+            && (self.tls.cert.is_none() || self.tls.key.is_none())
+        {
+            return err(
+                "tls.cert",
+                "a TLS listener (--mqtts-listen / --wss-listen) needs --tls-cert and --tls-key, \
+                 or --tls-self-signed for development",
+            );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return err("tls.key", "--tls-cert and --tls-key must be given together");
+        }
+        if self.tls.client_auth != ClientAuth::None
+            && self.tls.client_ca.is_none()
+            && self.tenants.iter().all(|t| t.client_ca.is_none())
+        {
+            return err(
+                "tls.client_auth",
+                "client certificates are requested but no CA is configured: set --tls-client-ca \
+                 or a tenant's client_ca",
+            );
+        }
+        for name in &self.proxy_protocol {
+            let on = match name {
+                ListenerName::Mqtt => true,
+                ListenerName::Mqtts => self.mqtts_listen.is_some(),
+                ListenerName::Ws => self.ws_listen.is_some(),
+                ListenerName::Wss => self.wss_listen.is_some(),
+            };
+            if !on {
+                return Err(ConfigError {
+                    key: "proxy_protocol",
+                    problem: format!("the {name} listener is not enabled"),
+                });
+            }
+        }
+        if let Some(domain) = &self.tenant_domain
+            && (domain.is_empty()
+                || domain.starts_with('.')
+                || domain.contains(char::is_whitespace))
+        {
+            return err(
+                "tenant_domain",
+                "use a domain name such as mqtt.example.com",
+            );
+        }
+        if !self.websocket.path.starts_with('/') {
+            return err("websocket.path", "must start with '/', e.g. /mqtt");
+        }
+        for tenant in &self.tenants {
+            if stratus_model::TenantId::new(&tenant.id).is_err() {
+                return err("tenants.id", "use a valid tenant slug (a-z, 0-9, '-')");
+            }
         }
         for user in &self.users {
             if stratus_model::TenantId::new(&user.tenant).is_err() {

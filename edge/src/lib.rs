@@ -4,18 +4,23 @@
 //!
 //! Code map: [`config`] (typed configuration), `listener` (sockets), `protocol` (per-connection
 //! state machine, no I/O), `broker` (tenants, sessions, routing; synchronous), `store` (durable
-//! state), `auth` (who a client is), `http` (`/healthz`), [`server`] (assembly and shutdown).
+//! state), `auth` (who a client is), `tenancy` (which tenant), `tls`, `ws` and `proxy` (transport
+//! layers), `http` (`/healthz`), [`server`] (assembly and shutdown).
 
-mod auth;
+mod access;
 mod broker;
 pub mod config;
 mod http;
 mod listener;
 mod protocol;
+mod proxy;
 pub mod runtime;
 pub mod server;
 mod store;
+mod tenancy;
+mod tls;
+mod ws;
 
 pub use broker::RestoreSummary;
 pub use config::BrokerConfig;
-pub use server::{RunningServer, ServerError};
+pub use server::{RunningServer, ServerError, Services};

@@ -9,9 +9,7 @@
 mod support;
 mod wire;
 
-use argon2::{Argon2, PasswordHasher};
 use stratus_codec::{Packet, ProtocolVersion, ReasonCode};
-use stratus_edge::config::StaticUser;
 use support::TestServer;
 use wire::{
     Connect, VERSIONS, client, expect_only_pingresp, expect_packet, expect_publish, expect_refused,
@@ -223,19 +221,13 @@ async fn dollar_topics_are_accepted_but_never_matched_by_leading_wildcards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_never_crosses_into_another_tenant() {
-    let hash: argon2::PasswordHash = Argon2::default().hash_password(b"pw").unwrap();
-    let server = TestServer::start_with(|c| {
-        c.users.push(StaticUser {
-            username: "alice".to_owned(),
-            password_hash: hash.to_string(),
-            tenant: "acme".to_owned(),
-        });
-    })
-    .await;
+    let server = TestServer::start().await;
+    server.add_tenant("acme", "allow", false).await;
+    server.add_device("acme", "alice", "pw", None).await;
     for version in VERSIONS {
         let alice = Connect::base(version)
             .client_id("alice")
-            .username(b"alice")
+            .username(b"alice@acme")
             .password(b"pw");
         let (mut other_tenant, _) = open(server.addr, version, &alice.bytes()).await;
         other_tenant

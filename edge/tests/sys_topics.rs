@@ -11,9 +11,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use argon2::{Argon2, PasswordHasher};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
-use stratus_edge::config::StaticUser;
 use support::TestServer;
 use support::clients::{Q4, Q5, V4Client, V5Client, topic5};
 use tokio::time::Instant;
@@ -205,21 +203,14 @@ async fn sys_subscription_and_retained_counts_reflect_activity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sys_values_are_per_tenant() {
-    let hash: argon2::PasswordHash = Argon2::default().hash_password(b"s3cret").unwrap();
-    let server = TestServer::start_with(|c| {
-        c.sys.interval_secs = 1;
-        c.users.push(StaticUser {
-            username: "alice".to_owned(),
-            password_hash: hash.to_string(),
-            tenant: "acme".to_owned(),
-        });
-    })
-    .await;
+    let server = TestServer::start_with(|c| c.sys.interval_secs = 1).await;
+    server.add_tenant("acme", "allow", false).await;
+    server.add_device("acme", "alice", "s3cret", None).await;
     let received = "$SYS/broker/messages/received";
     let connected = "$SYS/broker/clients/connected";
     let mut dev = Watcher::connect(&server, "syst-dev", "$SYS/broker/#").await;
     let alice = V5Client::connect_with(server.addr, "syst-alice", |o| {
-        o.set_credentials("alice", "s3cret");
+        o.set_credentials("alice@acme", "s3cret");
     })
     .await;
     let mut acme = Watcher::new(alice, "$SYS/broker/#").await;

@@ -138,6 +138,20 @@ pub struct AckProperties {
     pub user_properties: Vec<UserProperty>,
 }
 
+impl PublishProperties {
+    /// True when nothing would be encoded (cheaper than comparing with `default()`).
+    pub fn is_empty(&self) -> bool {
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
+    }
+}
+
 impl AckProperties {
     /// True when nothing would be encoded.
     pub fn is_empty(&self) -> bool {

@@ -36,6 +36,8 @@ pub(crate) struct AttachRequest {
     pub(crate) will: Option<PendingWill>,
     /// The connection's wake/kick handle.
     pub(crate) control: Arc<ConnControl>,
+    /// Who the connection authenticated as.
+    pub(crate) principal: Arc<crate::access::Principal>,
 }
 
 /// A connection attached to a session.
@@ -136,7 +138,9 @@ impl Broker {
                 st.attachment = Some(Attachment {
                     generation: st.generation,
                     control: Arc::clone(&req.control),
+                    principal: Arc::clone(&req.principal),
                 });
+                st.username = req.principal.username.clone();
                 st.expiry_secs = req.expiry_secs;
                 st.offline_since = None;
                 st.will = req.will;
@@ -196,6 +200,8 @@ impl Broker {
                 return;
             }
             st.attachment = None;
+            // Nothing drains an offline session: publishers must not wait for it.
+            st.release_publishers();
             st.offline_since = Some(now);
             if let Some(expiry) = expiry_override {
                 st.expiry_secs = expiry;
@@ -308,6 +314,7 @@ impl Broker {
         let (subscriptions, leftovers, stored) = {
             let mut st = session.state.lock();
             st.ended = true;
+            st.release_publishers();
             st.will = None;
             let subs = std::mem::take(&mut st.subscriptions);
             let leftovers = take_shared(&mut st);
@@ -345,6 +352,7 @@ impl Broker {
             limits: &self.config.limits,
             store: &self.store,
             compacted: None,
+            publisher: None,
         };
         let mut result = RouteResult::default();
         let mut unplaced = Vec::new();
@@ -407,10 +415,28 @@ impl Broker {
     /// Publishes wills (each through the normal publish path).
     pub(crate) fn publish_wills(&self, tenant: &Tenant, wills: Vec<PendingWill>) {
         let now = Instant::now();
-        for will in wills {
-            let will = will.message_at(now);
+        let access = tenant.access.load();
+        for pending in wills {
+            let will = pending.message_at(now);
+            // Checked now, not only at CONNECT: the rules may have changed since.
+            let who = stratus_policy::Identity {
+                tenant: tenant.id.as_str(),
+                client_id: &pending.client_id,
+                username: pending.username.as_deref(),
+            };
+            let decision = access.policy.check_publish(&who, &will.topic);
+            if !decision.is_allowed() {
+                tracing::info!(
+                    tenant = %tenant.id,
+                    client_id = %pending.client_id,
+                    topic = %will.topic,
+                    decided_by = ?decision.decided_by,
+                    "will message not published: the access rules deny it"
+                );
+                continue;
+            }
             tracing::debug!(tenant = %tenant.id, topic = %will.topic, "publishing will message");
-            if let Err(reason) = self.publish(tenant, &will, None) {
+            if let Err(reason) = self.publish(tenant, &will, None, None) {
                 tracing::warn!(tenant = %tenant.id, topic = %will.topic, ?reason, "will message refused");
             }
         }

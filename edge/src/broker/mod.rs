@@ -2,6 +2,7 @@
 //! session expiry. Synchronous, in memory, no I/O: connections call into it, and it wakes them.
 //! Durable effects are submitted to the [`Store`] and acknowledged by ticket.
 
+mod congestion;
 mod lifecycle;
 mod message;
 mod persist;
@@ -47,6 +48,9 @@ pub(crate) struct Broker {
     pub(crate) timers: Timers,
     started: Instant,
     started_unix_ms: u64,
+    /// Wills of sessions that expired while the broker was down, published at start-up once
+    /// access rules are loaded.
+    deferred_wills: parking_lot::Mutex<Vec<(TenantId, PendingWill)>>,
 }
 
 impl Broker {
@@ -60,6 +64,7 @@ impl Broker {
             timers: Timers::default(),
             started: Instant::now(),
             started_unix_ms: unix_ms_now(),
+            deferred_wills: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -74,6 +79,11 @@ impl Broker {
                 .entry(id.clone())
                 .or_insert_with(|| Arc::new(Tenant::new(id.clone()))),
         )
+    }
+
+    /// The tenant if the broker holds it already.
+    pub(crate) fn existing_tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.read().get(id).cloned()
     }
 
     /// Every tenant known.
@@ -94,6 +104,15 @@ impl Broker {
     /// restarts).
     pub(crate) fn started_unix_ms(&self) -> u64 {
         self.started_unix_ms
+    }
+
+    /// Publishes the wills deferred at start-up.
+    pub(crate) fn publish_deferred_wills(&self) {
+        let wills = std::mem::take(&mut *self.deferred_wills.lock());
+        for (tenant, will) in wills {
+            let tenant = self.tenant(&tenant);
+            self.publish_wills(&tenant, vec![will]);
+        }
     }
 
     /// Asks every attached connection to close with `reason` (5.0 DISCONNECT).

@@ -125,7 +125,7 @@ pub(crate) fn decode_message(
         SubscriptionIds::from_vec(std::mem::take(&mut properties.subscription_identifiers));
     properties.topic_alias = None;
     properties.message_expiry_interval = None;
-    let has_properties = properties != Default::default();
+    let has_properties = !properties.is_empty();
     Some(DecodedMessage {
         msg: Arc::new(Message {
             topic,

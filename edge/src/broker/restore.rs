@@ -96,7 +96,7 @@ impl Broker {
             summary.expired_sessions += 1;
             self.store.submit(StoreOp::DeleteSession {
                 tenant: tenant_id.clone(),
-                client_id: stored.client_id,
+                client_id: stored.client_id.clone(),
             });
             // A will still pending when the session ended is published now.
             if let Some(w) = stored.will
@@ -107,8 +107,11 @@ impl Broker {
                     msg: decoded.msg,
                     delay_secs: 0,
                     expiry_secs: w.expiry_secs,
+                    client_id: stored.client_id,
+                    username: None,
                 };
-                self.publish_wills(&tenant, vec![will]);
+                // Published once the tenant's access rules are loaded.
+                self.deferred_wills.lock().push((tenant.id.clone(), will));
             }
             return;
         }
@@ -189,6 +192,8 @@ impl Broker {
                     msg: decoded.msg,
                     delay_secs: 1,
                     expiry_secs: w.expiry_secs,
+                    client_id: stored.client_id.clone(),
+                    username: None,
                 });
                 self.timers.schedule(TimerEntry {
                     due: due.min(now + remaining),

@@ -10,7 +10,7 @@ use stratus_codec::{QoS, ReasonCode};
 use super::Broker;
 use super::message::{Delivery, Message, SubscriptionIds};
 use super::retained::RetainRefused;
-use super::session::{EnqueueContext, EnqueueOutcome, SessionId};
+use super::session::{ConnControl, EnqueueContext, EnqueueOutcome, SessionId};
 use super::shared::SharedGroup;
 use super::tenant::{IndexEntry, Subscriber, Tenant, TenantStats};
 use crate::store::{StoreOp, Ticket};
@@ -27,6 +27,8 @@ pub(crate) struct RouteResult {
     pub(crate) ticket: Ticket,
     /// Sessions the message was queued to.
     pub(crate) matched: usize,
+    /// Some subscriber's queue is congested: the publisher should pause until woken.
+    pub(crate) congested: bool,
 }
 
 impl Broker {
@@ -37,6 +39,7 @@ impl Broker {
         tenant: &Tenant,
         msg: &Arc<Message>,
         origin: Option<SessionId>,
+        publisher: Option<&Arc<ConnControl>>,
     ) -> Result<RouteResult, ReasonCode> {
         let mut ticket = 0;
         if msg.retain {
@@ -52,10 +55,10 @@ impl Broker {
                     ReasonCode::QuotaExceeded
                 })?;
         }
-        let routed = self.route(tenant, msg, origin);
+        let routed = self.route(tenant, msg, origin, publisher);
         Ok(RouteResult {
             ticket: ticket.max(routed.ticket),
-            matched: routed.matched,
+            ..routed
         })
     }
 
@@ -103,6 +106,7 @@ impl Broker {
         tenant: &Tenant,
         msg: &Arc<Message>,
         origin: Option<SessionId>,
+        publisher: Option<&Arc<ConnControl>>,
     ) -> RouteResult {
         let mut matches = MATCHES.with(|m| std::mem::take(&mut *m.borrow_mut()));
         tenant
@@ -116,6 +120,7 @@ impl Broker {
             limits: &self.config.limits,
             store: &self.store,
             compacted: None,
+            publisher,
         };
         let mut result = RouteResult::default();
         let mut i = 0;
@@ -204,9 +209,10 @@ impl Broker {
 
     fn count_outcome(&self, tenant: &Tenant, outcome: EnqueueOutcome, result: &mut RouteResult) {
         match outcome {
-            EnqueueOutcome::Queued { ticket } => {
+            EnqueueOutcome::Queued { ticket, congested } => {
                 result.matched += 1;
                 result.ticket = result.ticket.max(ticket);
+                result.congested |= congested;
             }
             EnqueueOutcome::Dropped => TenantStats::add(&tenant.stats.messages_dropped, 1),
             EnqueueOutcome::Skipped => {}

@@ -21,6 +21,7 @@ use stratus_topics::FilterSpec;
 use tokio::time::Instant;
 
 use super::message::{Delivery, Message};
+use crate::access::Principal;
 use crate::config::Limits;
 use crate::store::{Store, StoreOp, Ticket};
 
@@ -88,6 +89,8 @@ pub(crate) struct Attachment {
     pub(crate) generation: u64,
     /// The connection's wake/kick handle.
     pub(crate) control: Arc<ConnControl>,
+    /// Who the connection authenticated as (for revocation).
+    pub(crate) principal: Arc<Principal>,
 }
 
 /// Where an outbound QoS 1/2 message is in its acknowledgement flow.
@@ -163,6 +166,10 @@ pub(crate) struct PendingWill {
     /// The will's Message Expiry Interval, which starts when the will is published
     /// (MQTT 5.0 section 3.1.3.2.4), not when it was sent in CONNECT.
     pub(crate) expiry_secs: Option<u32>,
+    /// Client id of the connection that set it (access rules are checked at publication).
+    pub(crate) client_id: ByteString,
+    /// User name of that connection.
+    pub(crate) username: Option<ByteString>,
 }
 
 impl PendingWill {
@@ -191,6 +198,8 @@ pub(crate) struct SessionState {
     pub(crate) generation: u64,
     /// The session was discarded; nothing may be queued to it any more.
     pub(crate) ended: bool,
+    /// User name of the last connection (access rules may name it).
+    pub(crate) username: Option<ByteString>,
     /// The store holds this session (it was persistent at some point and not deleted since).
     pub(crate) stored: bool,
     /// Session Expiry Interval in force, seconds (0: ends with the connection).
@@ -217,6 +226,8 @@ pub(crate) struct SessionState {
     pub(crate) next_seq: u64,
     /// Messages dropped because a queue limit was reached.
     pub(crate) dropped: u64,
+    /// Publishers waiting for this session's queue to drain.
+    pub(crate) congestion: Option<Box<super::congestion::Congestion>>,
 }
 
 impl SessionState {
@@ -226,6 +237,7 @@ impl SessionState {
             attachment: None,
             generation: 0,
             ended: false,
+            username: None,
             stored: false,
             expiry_secs,
             subscriptions: Vec::new(),
@@ -239,6 +251,7 @@ impl SessionState {
             offline_since: None,
             next_seq: 1,
             dropped: 0,
+            congestion: None,
         }
     }
 
@@ -316,6 +329,8 @@ pub(crate) enum EnqueueOutcome {
     Queued {
         /// Store ticket of the queue entry (0 when not persisted).
         ticket: Ticket,
+        /// The session's queue is congested: the publisher should pause until woken.
+        congested: bool,
     },
     /// QoS 0 to an offline session, or the session has ended: nothing to do.
     Skipped,
@@ -332,6 +347,8 @@ pub(crate) struct EnqueueContext<'a> {
     pub(crate) store: &'a Store,
     /// A compact copy of the message, made once per routed message when first needed.
     pub(crate) compacted: Option<Arc<Message>>,
+    /// The publishing connection, which pauses when a subscriber is congested.
+    pub(crate) publisher: Option<&'a Arc<ConnControl>>,
 }
 
 impl Session {
@@ -409,6 +426,9 @@ impl Session {
             st.pending.push_back(delivery);
         }
         st.wake();
-        EnqueueOutcome::Queued { ticket }
+        let congested = ctx
+            .publisher
+            .is_some_and(|p| st.note_congestion(ctx.limits, p, tokio::time::Instant::now()));
+        EnqueueOutcome::Queued { ticket, congested }
     }
 }

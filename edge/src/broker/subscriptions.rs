@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use bytestring::ByteString;
 use stratus_codec::{ReasonCode, RetainHandling};
+use stratus_policy::Identity;
 use stratus_topics::TopicName;
 use tokio::time::Instant;
 
@@ -123,11 +125,21 @@ impl Broker {
         generation: u64,
         raw: &str,
     ) -> (bool, Ticket) {
+        if !session.state.lock().is_attached(generation) {
+            return (false, 0);
+        }
+        self.remove_subscription(tenant, session, raw)
+    }
+
+    /// Removes one subscription whoever asks (the client, or a rule change).
+    pub(crate) fn remove_subscription(
+        &self,
+        tenant: &Tenant,
+        session: &Arc<Session>,
+        raw: &str,
+    ) -> (bool, Ticket) {
         let removed = {
             let mut st = session.state.lock();
-            if !st.is_attached(generation) {
-                return (false, 0);
-            }
             let pos = st.subscriptions.iter().position(|s| s.raw == raw);
             pos.map(|p| (st.subscriptions.remove(p), st.stored))
         };
@@ -219,6 +231,7 @@ impl Broker {
             limits: &self.config.limits,
             store: &self.store,
             compacted: None,
+            publisher: None,
         };
         for msg in found {
             let delivery = Delivery {
@@ -233,6 +246,66 @@ impl Broker {
             ctx.compacted = Some(Arc::clone(&delivery.msg));
             session.enqueue(delivery, &mut ctx);
         }
+    }
+}
+
+impl Broker {
+    /// Re-checks every subscription of every session of `tenant` against its current access
+    /// rules and removes those no longer allowed. Returns how many were removed.
+    pub(crate) fn recheck_subscriptions(&self, tenant: &Tenant) -> usize {
+        let sessions: Vec<Arc<Session>> = tenant.sessions.lock().values().cloned().collect();
+        sessions
+            .iter()
+            .map(|s| self.recheck_session(tenant, s))
+            .sum()
+    }
+
+    /// Re-checks one session's subscriptions (also when a persistent session resumes: its
+    /// stored subscriptions are checked against the rules of now).
+    pub(crate) fn recheck_session(&self, tenant: &Tenant, session: &Arc<Session>) -> usize {
+        let access = tenant.access.load_full();
+        let mut removed = 0;
+        {
+            let denied: Vec<ByteString> = {
+                let st = session.state.lock();
+                let grants = st
+                    .attachment
+                    .as_ref()
+                    .and_then(|a| a.principal.grants.clone());
+                let who = Identity {
+                    tenant: tenant.id.as_str(),
+                    client_id: &session.client_id,
+                    username: st.username.as_deref(),
+                };
+                st.subscriptions
+                    .iter()
+                    .filter(|sub| {
+                        sub.spec().is_none_or(|spec| {
+                            !crate::access::may_subscribe(
+                                &access,
+                                grants.as_deref(),
+                                &who,
+                                &spec.filter,
+                            )
+                            .is_allowed()
+                        })
+                    })
+                    .map(|sub| sub.raw.clone())
+                    .collect()
+            };
+            for raw in denied {
+                if self.remove_subscription(tenant, session, &raw).0 {
+                    tracing::info!(
+                        tenant = %tenant.id,
+                        client_id = %session.client_id,
+                        filter = %raw,
+                        "subscription removed: the access rules no longer allow it"
+                    );
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 }
 

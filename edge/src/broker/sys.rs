@@ -40,7 +40,7 @@ impl Broker {
             properties: None,
             expires_at: None,
         });
-        if let Err(reason) = self.publish(tenant, &msg, None) {
+        if let Err(reason) = self.publish(tenant, &msg, None, None) {
             tracing::debug!(tenant = %tenant.id, ?reason, "$SYS value not retained");
         }
     }

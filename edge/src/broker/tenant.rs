@@ -19,6 +19,7 @@ use stratus_topics::SubscriptionTrie;
 use super::retained::RetainedStore;
 use super::session::Session;
 use super::shared::SharedGroup;
+use crate::access::TenantAccess;
 
 /// A subscriber in the subscription index: a session, or a shared group that picks a member.
 #[derive(Debug, Clone)]
@@ -102,6 +103,10 @@ pub(crate) struct Tenant {
     pub(crate) connections: AtomicUsize,
     /// Counters.
     pub(crate) stats: TenantStats,
+    /// Access settings and rules, swapped when the control plane changes them.
+    pub(crate) access: arc_swap::ArcSwap<TenantAccess>,
+    /// Whether `access` was loaded from the control plane.
+    pub(crate) access_loaded: std::sync::atomic::AtomicBool,
 }
 
 impl Tenant {
@@ -115,6 +120,8 @@ impl Tenant {
             retained: RwLock::new(RetainedStore::default()),
             connections: AtomicUsize::new(0),
             stats: TenantStats::default(),
+            access: arc_swap::ArcSwap::new(TenantAccess::unloaded()),
+            access_loaded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

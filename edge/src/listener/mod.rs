@@ -1,7 +1,10 @@
-//! Network listeners: accept loops that hand each connection to its own task.
+//! Network listeners: one accept loop per enabled listener (MQTT over TCP, TLS, WebSocket,
+//! WebSocket over TLS), each handing connections to their own task.
 
 mod connection;
+mod establish;
 mod live;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,25 +12,32 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::Authenticator;
+use crate::access::Access;
 use crate::broker::Broker;
+use crate::config::ListenerName;
+use crate::tls::TlsService;
 pub(crate) use live::LiveConnections;
+pub(crate) use transport::{ByteTransport, ClientCertificate, ConnectionInfo};
 
 /// What every connection task needs.
 #[derive(Debug)]
 pub(crate) struct ServerContext {
     /// The broker.
     pub(crate) broker: Arc<Broker>,
-    /// Credential checks.
-    pub(crate) auth: Authenticator,
+    /// Authentication and access rules.
+    pub(crate) access: Arc<Access>,
+    /// TLS, when a TLS listener is enabled.
+    pub(crate) tls: Option<Arc<TlsService>>,
+    /// Listeners that expect a PROXY protocol header.
+    pub(crate) proxy_protocol: Vec<ListenerName>,
     /// Becomes true when the server shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Live connection tasks.
     pub(crate) live: LiveConnections,
 }
 
-/// Accepts MQTT-over-TCP connections until shutdown.
-pub(crate) async fn run_tcp(listener: TcpListener, ctx: Arc<ServerContext>) {
+/// Accepts connections on `listener` until shutdown.
+pub(crate) async fn run(listener: TcpListener, name: ListenerName, ctx: Arc<ServerContext>) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -36,18 +46,18 @@ pub(crate) async fn run_tcp(listener: TcpListener, ctx: Arc<ServerContext>) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(connection::serve(stream, peer, Arc::clone(&ctx)));
+                tokio::spawn(establish::serve(stream, peer, name, Arc::clone(&ctx)));
             }
             Err(e) => {
                 // Typically EMFILE: out of file descriptors. Back off instead of spinning.
-                tracing::warn!("accept failed: {e}; is the open-file limit (ulimit -n) too low?");
+                tracing::warn!(listener = %name, "accept failed: {e}; is the open-file limit (ulimit -n) too low?");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-/// The local address of a bound listener, for logs.
-pub(crate) fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
+/// The local address of a bound listener.
+pub(crate) fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::engine::{ClientLimits, Engine};
 use super::publish::{PublishError, build_message, will_publish_properties};
+use crate::access::Principal;
 use crate::broker::{AttachRequest, Broker, ConnControl, PendingWill, Tenant};
 
 /// A refused CONNECT: the CONNACK to send (if any) before closing, and why, for the log.
@@ -52,6 +53,7 @@ pub(crate) fn accept(
     broker: &Arc<Broker>,
     tenant: &Arc<Tenant>,
     connect: Connect,
+    principal: Arc<Principal>,
     now: Instant,
 ) -> Result<(Engine, ConnAck), Box<Refusal>> {
     let limits = &broker.config.limits;
@@ -144,6 +146,8 @@ pub(crate) fn accept(
                     msg: Arc::new(msg).compacted(),
                     delay_secs,
                     expiry_secs,
+                    client_id: client_id.clone(),
+                    username: principal.username.clone(),
                 }),
                 Err(PublishError { reason, why }) => {
                     let why = format!("invalid will: {why}");
@@ -167,6 +171,7 @@ pub(crate) fn accept(
                 expiry_secs,
                 will,
                 control: Arc::clone(&control),
+                principal: Arc::clone(&principal),
             },
         )
         .map_err(|reason| Refusal::with(reason, "session refused"))?;
@@ -206,6 +211,7 @@ pub(crate) fn accept(
         keep_alive,
         client,
         expiry_secs,
+        principal,
         now,
     );
     Ok((engine, connack))

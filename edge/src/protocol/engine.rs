@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::aliases::{InboundAliases, OutboundAliases};
 use super::output::Output;
+use crate::access::Principal;
 use crate::broker::{Attached, Broker, ConnControl, Departure, Session, Tenant, TenantStats};
 use crate::store::Ticket;
 
@@ -109,9 +110,16 @@ pub(crate) struct Engine {
     /// Tickets of QoS 1/2 acknowledgements held back by the store, oldest first.
     pub(super) held_acks: std::collections::VecDeque<Ticket>,
     pub(super) connect_expiry: u32,
+    /// Who the client authenticated as.
+    pub(super) principal: Arc<Principal>,
+    /// When its credential expires (a JWT's `exp`): the connection is closed then.
+    pub(super) credential_expires: Option<Instant>,
     pub(super) stats: LocalStats,
     /// More queued messages could be sent once output drains.
     pub(super) more_to_drain: bool,
+    /// Reading is paused since then because a subscriber is congested (see
+    /// `broker/congestion.rs`).
+    pub(super) paused_since: Option<Instant>,
     resend_on_start: bool,
 }
 
@@ -127,6 +135,7 @@ impl Engine {
         keep_alive: Option<Duration>,
         client: ClientLimits,
         connect_expiry: u32,
+        principal: Arc<Principal>,
         now: Instant,
     ) -> Self {
         let outbound_aliases = if version.is_v5() {
@@ -156,8 +165,16 @@ impl Engine {
             awaited_ticket: 0,
             held_acks: std::collections::VecDeque::new(),
             connect_expiry,
+            credential_expires: principal.expires_at.map(|at| {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                now + left
+            }),
+            principal,
             stats: LocalStats::default(),
             more_to_drain: true,
+            paused_since: None,
             resend_on_start: attached.session_present,
         }
     }
@@ -174,6 +191,8 @@ impl Engine {
             encode(&Packet::ConnAck(connack.clone()), version, buf)
         });
         if std::mem::take(&mut self.resend_on_start) {
+            // A resumed session's subscriptions are checked against the rules of now.
+            self.broker.recheck_session(&self.tenant, &self.session);
             self.resend_inflight(now);
         }
         self.drain(now)
@@ -245,8 +264,10 @@ impl Engine {
         })
     }
 
-    /// Called when woken: closes if kicked, otherwise sends what was queued.
+    /// Called when woken: closes if kicked, otherwise sends what was queued (and resumes reading
+    /// if a congested subscriber drained).
     pub(crate) fn on_wake(&mut self, now: Instant) -> Flow {
+        self.paused_since = None;
         if let Some(reason) = self.control.kicked() {
             return Flow::Close(Close {
                 send: Some(reason),
@@ -264,19 +285,50 @@ impl Engine {
         self.drain(now)
     }
 
-    /// The keep-alive deadline: 1.5 times the keep-alive after the last packet received.
+    /// The next deadline: 1.5 times the keep-alive after the last packet received, or the
+    /// credential's expiry, whichever is first.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.keep_alive.map(|ka| self.last_received + ka + ka / 2)
+        let keep_alive = self.keep_alive.map(|ka| self.last_received + ka + ka / 2);
+        let pause_ends = self.paused_since.map(|at| at + self.max_pause());
+        [keep_alive, self.credential_expires, pause_ends]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn max_pause(&self) -> Duration {
+        Duration::from_millis(self.broker.config.limits.max_publisher_pause_ms)
     }
 
     /// Called when the deadline passed.
     pub(crate) fn on_deadline(&mut self, now: Instant) -> Flow {
-        match self.deadline() {
+        if self
+            .paused_since
+            .is_some_and(|at| now >= at + self.max_pause())
+        {
+            self.paused_since = None;
+        }
+        if self.credential_expires.is_some_and(|at| now >= at) {
+            return Flow::Close(Close::violation(
+                ReasonCode::NotAuthorized,
+                "the client's token expired",
+            ));
+        }
+        match self.keep_alive.map(|ka| self.last_received + ka + ka / 2) {
             Some(deadline) if now >= deadline => Flow::Close(Close::violation(
                 ReasonCode::KeepAliveTimeout,
                 "no packet within 1.5 times the keep-alive [MQTT-3.1.2-22]",
             )),
             _ => Flow::Continue,
+        }
+    }
+
+    /// The identity access rules are evaluated for.
+    pub(super) fn identity(&self) -> stratus_policy::Identity<'_> {
+        stratus_policy::Identity {
+            tenant: self.tenant.id.as_str(),
+            client_id: &self.session.client_id,
+            username: self.principal.username.as_deref(),
         }
     }
 
@@ -328,6 +380,7 @@ impl Engine {
     pub(crate) fn wants_input(&self) -> bool {
         self.out.pending_bytes() < OUTPUT_HIGH_WATER
             && self.held_acks.len() < usize::from(self.broker.config.limits.receive_maximum)
+            && self.paused_since.is_none()
     }
 
     /// Whether draining should run again once output was written.

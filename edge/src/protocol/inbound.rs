@@ -116,11 +116,38 @@ impl Engine {
             }
         };
 
-        match self
-            .broker
-            .publish(&self.tenant, &msg, Some(self.session.id))
-        {
+        let access = self.tenant.access.load();
+        let decision = crate::access::may_publish(
+            &access,
+            self.principal.grants.as_deref(),
+            &self.identity(),
+            &msg.topic,
+        );
+        if !decision.is_allowed() {
+            // 5.0 hears "not authorized"; 3.1.1 has no way to say no: acknowledged, dropped, logged.
+            tracing::info!(
+                tenant = %self.tenant.id,
+                client_id = %self.session.client_id,
+                topic = %msg.topic,
+                decided_by = ?decision.decided_by,
+                "PUBLISH denied by the access rules"
+            );
+            let props = self.problem(format!("publishing to {} is not allowed", msg.topic));
+            return self.ack_publish(p.qos, packet_id, ReasonCode::NotAuthorized, props, 0);
+        }
+
+        match self.broker.publish(
+            &self.tenant,
+            &msg,
+            Some(self.session.id),
+            Some(&self.control),
+        ) {
             Ok(routed) => {
+                if routed.congested && self.paused_since.is_none() {
+                    // A subscriber's queue is filling up: stop reading until it drains (it
+                    // wakes us) or the pause limit passes.
+                    self.paused_since = Some(now);
+                }
                 let reason = if v5 && routed.matched == 0 {
                     ReasonCode::NoMatchingSubscribers
                 } else {

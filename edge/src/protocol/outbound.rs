@@ -26,6 +26,10 @@ impl Engine {
         );
         let budget_end = (self.out.pending_bytes() + DRAIN_BUDGET).min(OUTPUT_HIGH_WATER);
         let session = std::sync::Arc::clone(&self.session);
+        // Every delivery is checked against the rules in force now (retained, queued while
+        // offline, redispatched), unless the tenant allows everything.
+        let access = self.tenant.access.load_full();
+        let check = !access.policy.allows_everything() || self.principal.grants.is_some();
         let mut st = session.state.lock();
         if !st.is_attached(self.generation) {
             drop(st);
@@ -37,7 +41,7 @@ impl Engine {
             if d.seq != 0 {
                 self.delete_stored(d.seq);
             }
-            if d.msg.is_expired(now) {
+            if d.msg.is_expired(now) || (check && !self.may_receive(&access, &d)) {
                 self.stats.messages_dropped += 1;
                 continue;
             }
@@ -48,7 +52,10 @@ impl Engine {
                 break;
             };
             st.queued_bytes = st.queued_bytes.saturating_sub(d.msg.weight());
-            if d.msg.is_expired(now) || !self.fits(&d, now) {
+            if d.msg.is_expired(now)
+                || !self.fits(&d, now)
+                || (check && !self.may_receive(&access, &d))
+            {
                 self.stats.messages_dropped += 1;
                 if d.seq != 0 {
                     self.delete_stored(d.seq);
@@ -78,14 +85,54 @@ impl Engine {
         }
         self.more_to_drain =
             !st.qos0.is_empty() || (!st.pending.is_empty() && st.inflight.len() < window);
+        st.relieve_congestion(&self.broker.config.limits);
         Flow::Continue
+    }
+
+    /// Whether the rules let this client receive `d` now.
+    fn may_receive(&self, access: &crate::access::TenantAccess, d: &Delivery) -> bool {
+        let decision = crate::access::may_receive(
+            access,
+            self.principal.grants.as_deref(),
+            &self.identity(),
+            &d.msg.topic,
+        );
+        if !decision.is_allowed() {
+            tracing::debug!(
+                client_id = %self.session.client_id,
+                topic = %d.msg.topic,
+                decided_by = ?decision.decided_by,
+                "delivery withheld by the access rules"
+            );
+        }
+        decision.is_allowed()
     }
 
     /// Resends the in-flight window of a resumed session with the original packet ids
     /// ([MQTT-4.4.0-1]): PUBLISH with DUP for unacknowledged messages, PUBREL after PUBREC.
     pub(super) fn resend_inflight(&mut self, now: Instant) {
         let session = std::sync::Arc::clone(&self.session);
-        let st = session.state.lock();
+        let access = self.tenant.access.load_full();
+        let check = !access.policy.allows_everything() || self.principal.grants.is_some();
+        let mut st = session.state.lock();
+        if check {
+            // A message the rules no longer let this client receive is not resent (a released
+            // QoS 2 message is already with the client: its PUBREL still goes out).
+            let before = st.inflight.len();
+            let mut withheld = Vec::new();
+            st.inflight.retain(|i| {
+                let keep =
+                    i.state == InflightState::Released || self.may_receive(&access, &i.delivery);
+                if !keep && i.delivery.seq != 0 {
+                    withheld.push(i.delivery.seq);
+                }
+                keep
+            });
+            for seq in withheld {
+                self.delete_stored(seq);
+            }
+            self.stats.messages_dropped += (before - st.inflight.len()) as u64;
+        }
         for i in &st.inflight {
             match i.state {
                 InflightState::Qos1Sent | InflightState::Qos2Sent => {

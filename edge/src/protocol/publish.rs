@@ -80,7 +80,7 @@ pub(crate) fn build_message(
         .message_expiry_interval
         .take()
         .map(|secs| now + std::time::Duration::from_secs(u64::from(secs)));
-    let properties = (properties != PublishProperties::default()).then(|| Box::new(properties));
+    let properties = (!properties.is_empty()).then(|| Box::new(properties));
     Ok(Message {
         topic,
         payload,

@@ -51,6 +51,24 @@ impl Engine {
                 reasons.push(ReasonCode::TopicFilterInvalid);
                 continue;
             }
+            let access = self.tenant.access.load();
+            let decision = crate::access::may_subscribe(
+                &access,
+                self.principal.grants.as_deref(),
+                &self.identity(),
+                &spec.filter,
+            );
+            if !decision.is_allowed() {
+                tracing::info!(
+                    tenant = %self.tenant.id,
+                    client_id = %self.session.client_id,
+                    filter = %request.filter,
+                    decided_by = ?decision.decided_by,
+                    "SUBSCRIBE denied by the access rules"
+                );
+                reasons.push(ReasonCode::NotAuthorized);
+                continue;
+            }
             let sub = SessionSubscription {
                 raw,
                 options: request.options,

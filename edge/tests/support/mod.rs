@@ -1,17 +1,29 @@
 //! Test harness shared by the edge's integration tests: a real broker on 127.0.0.1:0 with its own
-//! temporary data directory, and a raw MQTT client built on our codec for byte-level tests.
+//! temporary data directory and its own control plane (SQLite in that directory, as in
+//! `stratus dev`), and a raw MQTT client built on our codec for byte-level tests.
+//!
+//! Tenants: `dev` allows everything and anonymous clients (as in `stratus dev`); every tenant in
+//! the configuration's `tenants` list is created the same way so transport tests can use them.
+//! Tests of access control create their own tenants and rules through the API (`api`).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use bytes::BytesMut;
+use http_body_util::BodyExt;
+use serde_json::Value;
 use stratus_codec::{Decoder, Packet, ProtocolVersion};
+use stratus_control_plane::ControlPlane;
+use stratus_edge::Services;
 use stratus_edge::{BrokerConfig, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
+use tower::ServiceExt;
 
 /// A broker running inside the test process.
 pub struct TestServer {
@@ -21,7 +33,35 @@ pub struct TestServer {
     /// HTTP address.
     pub http: SocketAddr,
     config: BrokerConfig,
+    plane: ControlPlane,
     dir: tempfile::TempDir,
+}
+
+/// The platform operator token of every test server's API.
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
+/// Opens the control plane in `dir` and creates the tenants the configuration names.
+async fn open_plane(dir: &std::path::Path, config: &BrokerConfig) -> ControlPlane {
+    let plane = stratus_control_plane::open_sqlite(&dir.join("control-plane.db"))
+        .await
+        .unwrap();
+    let mut ids = vec![config.default_tenant.clone()];
+    ids.extend(config.tenants.iter().map(|t| t.id.clone()));
+    for id in ids {
+        let id = stratus_model::TenantId::new(&id).unwrap();
+        plane
+            .ensure_tenant(&id, stratus_policy::Effect::Allow, true)
+            .await
+            .unwrap();
+    }
+    plane
+}
+
+fn services(plane: &ControlPlane) -> Services {
+    Services {
+        directory: plane.directory(),
+        http: Some(plane.router(ADMIN_TOKEN)),
+    }
 }
 
 impl TestServer {
@@ -37,18 +77,150 @@ impl TestServer {
             data_dir: dir.path().join("data"),
             mqtt_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
+            ws_listen: Some("127.0.0.1:0".parse().unwrap()),
             ..BrokerConfig::default()
         };
         config.sys.interval_secs = 0;
         tweak(&mut config);
-        let running = RunningServer::start(config.clone()).await.unwrap();
+        let plane = open_plane(dir.path(), &config).await;
+        let running = RunningServer::start(config.clone(), services(&plane))
+            .await
+            .unwrap();
         Self {
             addr: running.mqtt_addr(),
             http: running.http_addr(),
             running: Some(running),
             config,
+            plane,
             dir,
         }
+    }
+
+    /// The control plane (its store, for provisioning without HTTP).
+    pub fn plane(&self) -> &ControlPlane {
+        &self.plane
+    }
+
+    /// Calls the control plane's API as the platform operator: `(status, JSON body)`.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.api_as(ADMIN_TOKEN, method, path, body).await
+    }
+
+    /// Calls the control plane's API with `token`: `(status, JSON body or Null)`.
+    pub async fn api_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .plane
+            .router(ADMIN_TOKEN)
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, json)
+    }
+
+    /// Calls the API and asserts the status is a success; returns the body.
+    pub async fn api_ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, json) = self.api(method.clone(), path, body).await;
+        assert!(
+            status.is_success(),
+            "{method} {path} answered {status}: {json}"
+        );
+        json
+    }
+
+    /// Creates tenant `slug` with `default_effect` (`allow` or `deny`) and anonymous access as
+    /// given.
+    pub async fn add_tenant(&self, slug: &str, default_effect: &str, allow_anonymous: bool) {
+        self.api_ok(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(serde_json::json!({
+                "slug": slug,
+                "name": slug,
+                "default_effect": default_effect,
+                "allow_anonymous": allow_anonymous,
+            })),
+        )
+        .await;
+    }
+
+    /// Creates a device with `username`/`password` in `tenant`, optionally bound to
+    /// `client_id`; returns the device's JSON.
+    pub async fn add_device(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: &str,
+        client_id: Option<&str>,
+    ) -> Value {
+        let mut body = serde_json::json!({
+            "username": username,
+            "password": password,
+        });
+        if let Some(id) = client_id {
+            body["client_id"] = Value::from(id);
+        }
+        self.api_ok(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/devices"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Adds an ACL rule (`effect`, `action`, `filter`, more fields in `extra`); returns its id.
+    pub async fn add_rule(
+        &self,
+        tenant: &str,
+        effect: &str,
+        action: &str,
+        filter: &str,
+        extra: Value,
+    ) -> String {
+        let mut body = serde_json::json!({
+            "effect": effect,
+            "action": action,
+            "filter": filter,
+        });
+        if let (Some(obj), Value::Object(more)) = (body.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        let json = self
+            .api_ok(
+                Method::POST,
+                &format!("/api/v1/tenants/{tenant}/acl-rules"),
+                Some(body),
+            )
+            .await;
+        json["id"].as_str().unwrap().to_owned()
     }
 
     /// The data directory.
@@ -61,7 +233,9 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(5)).await;
         }
-        let running = RunningServer::start(self.config.clone()).await.unwrap();
+        let running = RunningServer::start(self.config.clone(), services(&self.plane))
+            .await
+            .unwrap();
         self.addr = running.mqtt_addr();
         self.http = running.http_addr();
         self.running = Some(running);
@@ -77,6 +251,30 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(5)).await;
         }
+    }
+
+    /// The MQTT-over-WebSocket listener (on by default in tests).
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.ws_addr())
+            .expect("the WebSocket listener is on")
+    }
+
+    /// The MQTT-over-TLS listener (when the test configured `mqtts_listen`).
+    pub fn mqtts_addr(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.mqtts_addr())
+            .expect("configure mqtts_listen")
+    }
+
+    /// The MQTT-over-WebSocket-over-TLS listener (when the test configured `wss_listen`).
+    pub fn wss_addr(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.wss_addr())
+            .expect("configure wss_listen")
     }
 
     /// `host:port` of the MQTT listener.
@@ -201,3 +399,11 @@ pub mod interop;
 // $SYS, limits): rumqttc wrappers in `clients.rs`, codec-level ones in `clients/packets.rs`. ----
 
 pub mod clients;
+
+// ---- Transport interop suites (interop_mqttjs.rs, interop_paho_tls.rs, interop_rumqttc_tls.rs,
+// interop_mosquitto_tls.rs): a throw-away PKI, a SOCKS5 proxy standing in for DNS, per-tenant
+// observers, and the MQTT.js runner. ----
+pub mod node;
+pub mod pki;
+pub mod socks;
+pub mod tenant_watch;
