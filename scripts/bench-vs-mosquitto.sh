@@ -287,6 +287,35 @@ text = f"""# Stratus vs Mosquitto ({kind})
 | Measurement | Stratus | Mosquitto | Stratus / Mosquitto | Lost (S / M) | Generator CPU % (S / M) | Broker CPU % (S / M) |
 |---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
+
+# What the measured broker CPU time implies per million messages at a cloud price.
+price = float(os.environ.get("STRATUS_VCPU_HOUR_USD", "0.0425"))
+cost_rows = []
+for scenario in ["p2p", "fan-in", "fan-out"]:
+    for qos in [0, 1]:
+        for size in [64, 1024]:
+            name = f"tput.{scenario}.q{qos}.{size}"
+            cells = [f"{scenario} QoS {qos} {size} B"]
+            for broker in ["stratus", "mosquitto"]:
+                rate = median(name, broker, "received_per_sec")
+                cpu = median(name, broker, "broker_cpu_percent")
+                if rate and cpu:
+                    seconds = cpu / 100 / rate * 1e6
+                    cells += [f"{seconds:.2f}", f"${seconds / 3600 * price:.5f}"]
+                else:
+                    cells += ["n/a", "n/a"]
+            cost_rows.append("| " + " | ".join(cells) + " |")
+text += f"""
+## Cost per million messages
+
+Broker CPU time per million messages delivered (from the broker's CPU use and delivery rate in the
+throughput runs above, the generator excluded) and what it costs at ${price} per vCPU-hour (an
+on-demand c6i.large in us-east-1, $0.085/h for 2 vCPUs; set `STRATUS_VCPU_HOUR_USD` to change it).
+AWS IoT Core charges $1.00 per million messages (up to 5 KB each, counted in and out).
+
+| Throughput run | Stratus CPU s / M msgs | Stratus $ / M msgs | Mosquitto CPU s / M msgs | Mosquitto $ / M msgs |
+|---|---|---|---|---|
+""" + "\n".join(cost_rows) + "\n"
 open(out, "w").write(text)
 print(text)
 PY

@@ -14,7 +14,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "system packages"
 missing=()
-for pkg in mosquitto mosquitto-clients; do
+for pkg in postgresql mosquitto mosquitto-clients; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -27,6 +27,11 @@ done
 
 step "python packages (pinned with hashes)"
 python3 -m pip install --quiet --disable-pip-version-check --require-hashes -r scripts/requirements-test.txt
+# schemathesis has many dependencies of its own: it lives in a virtual environment.
+venv="${STRATUS_VENV:-/var/tmp/stratus-venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+    -r scripts/requirements-schemathesis.txt
 
 step "node packages (MQTT.js, pinned by edge/tests/interop-js/package-lock.json)"
 for tool in node npm; do
@@ -53,8 +58,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+step "PostgreSQL (throwaway server for the control plane's PostgreSQL tests)"
+# Exports STRATUS_TEST_POSTGRES_URL; stopped and removed when this script exits.
+# shellcheck source=scripts/pg-test-up.sh
+source scripts/pg-test-up.sh
+
 step "tests"
 cargo nextest run --workspace --locked --profile ci
+
+step "API checks (schemathesis against /api/openapi.json of a fresh stratus dev)"
+scripts/api-schema-check.sh "$CARGO_TARGET_DIR/debug/stratus" "$venv/bin/schemathesis"
 
 step "fuzz smoke (${FUZZ_SECONDS}s)"
 (cd crates/codec && cargo fuzz run decode -s none --target-dir "$CARGO_TARGET_DIR/fuzz" -- \

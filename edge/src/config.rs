@@ -47,8 +47,8 @@ pub struct BrokerConfig {
     pub sys: SysConfig,
     /// Durable state.
     pub store: StoreConfig,
-    /// Static users (until the control plane provides credentials).
-    pub users: Vec<StaticUser>,
+    /// How access decisions are reported to clients.
+    pub access: AccessConfig,
 }
 
 impl Default for BrokerConfig {
@@ -70,7 +70,7 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             sys: SysConfig::default(),
             store: StoreConfig::default(),
-            users: Vec::new(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -246,6 +246,14 @@ pub struct Limits {
     /// How long a publisher waits (reading paused) for a congested subscriber before that
     /// subscriber is treated as slow and its excess messages are dropped.
     pub max_publisher_pause_ms: u64,
+    /// Failed CONNECTs (bad credentials) per client id in one window before that client id
+    /// is refused (0x8A / 0x05) without checking credentials until the window ends.
+    pub max_failed_connects_per_client_id: u32,
+    /// Failed CONNECTs per source address in one window before that address is refused. Higher
+    /// than per client id: many devices may share an address behind NAT.
+    pub max_failed_connects_per_address: u32,
+    /// The failed-connect window, in seconds.
+    pub failed_connect_window_secs: u64,
     /// Concurrent connections per tenant (CONNACK 0x97 / 0x03).
     pub max_connections_per_tenant: usize,
     /// Sessions (online and offline) per tenant (CONNACK 0x97 / 0x03).
@@ -274,6 +282,9 @@ impl Default for Limits {
             connect_timeout_secs: 10,
             topic_alias_maximum: 1024,
             max_publisher_pause_ms: 2000,
+            max_failed_connects_per_client_id: 10,
+            max_failed_connects_per_address: 100,
+            failed_connect_window_secs: 60,
             outbound_topic_aliases: 64,
             max_connections_per_tenant: 1_000_000,
             max_sessions_per_tenant: 1_000_000,
@@ -331,25 +342,35 @@ pub enum Durability {
     Power,
 }
 
-/// A user defined in the configuration file.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticUser {
-    /// User name the client presents.
-    pub username: String,
-    /// Argon2 PHC hash of the password (`$argon2id$...`), never the password itself.
-    pub password_hash: String,
-    /// Tenant the user belongs to.
-    pub tenant: String,
+/// How access decisions are reported to clients. (Devices, credentials and rules themselves live
+/// in the control plane.)
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// What a 5.0 client's SUBACK says for a filter the rules deny (3.1.1 has only 0x80).
+    pub subscribe_denied: SubscribeDenied,
 }
 
-impl std::fmt::Debug for StaticUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticUser")
-            .field("username", &self.username)
-            .field("password_hash", &"<redacted>")
-            .field("tenant", &self.tenant)
-            .finish()
+/// The SUBACK reason code of a denied subscription for MQTT 5.0 clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeDenied {
+    /// 0x80 Unspecified error, as AWS IoT Core answers, with the reason string "not
+    /// authorized" when the client asked for problem information. Clients written against
+    /// 3.1.1 semantics (and the Eclipse Paho interoperability suite) expect this.
+    #[default]
+    Unspecified,
+    /// 0x87 Not authorized.
+    NotAuthorized,
+}
+
+impl SubscribeDenied {
+    /// The reason code.
+    pub fn reason_code(self) -> stratus_codec::ReasonCode {
+        match self {
+            Self::Unspecified => stratus_codec::ReasonCode::UnspecifiedError,
+            Self::NotAuthorized => stratus_codec::ReasonCode::NotAuthorized,
+        }
     }
 }
 
@@ -388,6 +409,24 @@ impl BrokerConfig {
             return err(
                 "limits.max_packet_size",
                 "must be between 64 and 268435460 bytes",
+            );
+        }
+        if l.max_failed_connects_per_client_id == 0 {
+            return err(
+                "limits.max_failed_connects_per_client_id",
+                "must be at least 1",
+            );
+        }
+        if l.max_failed_connects_per_address == 0 {
+            return err(
+                "limits.max_failed_connects_per_address",
+                "must be at least 1",
+            );
+        }
+        if l.failed_connect_window_secs == 0 {
+            return err(
+                "limits.failed_connect_window_secs",
+                "must be at least 1 second",
             );
         }
         if l.receive_maximum == 0 {
@@ -477,17 +516,6 @@ impl BrokerConfig {
         for tenant in &self.tenants {
             if stratus_model::TenantId::new(&tenant.id).is_err() {
                 return err("tenants.id", "use a valid tenant slug (a-z, 0-9, '-')");
-            }
-        }
-        for user in &self.users {
-            if stratus_model::TenantId::new(&user.tenant).is_err() {
-                return err("users.tenant", "use a valid tenant slug (a-z, 0-9, '-')");
-            }
-            if !user.password_hash.starts_with("$argon2") {
-                return err(
-                    "users.password_hash",
-                    "must be an argon2 PHC string such as `$argon2id$v=19$...`",
-                );
             }
         }
         Ok(())

@@ -131,6 +131,11 @@ impl RunningServer {
             services.directory,
             config.require_auth,
             default_tenant.clone(),
+            crate::access::FailureLimits {
+                per_client_id: config.limits.max_failed_connects_per_client_id,
+                per_address: config.limits.max_failed_connects_per_address,
+                window: Duration::from_secs(config.limits.failed_connect_window_secs),
+            },
         ));
         // Rules of every tenant with restored state are loaded before anything is delivered or
         // any will goes out; until then a tenant allows nothing.
@@ -159,6 +164,7 @@ impl RunningServer {
         let mut tasks = vec![
             tokio::spawn(listener::run(mqtt, ListenerName::Mqtt, Arc::clone(&ctx))),
             tokio::spawn(Arc::clone(&broker).run_timers()),
+            tokio::spawn(Arc::clone(&broker).run_alarms()),
             tokio::spawn(Arc::clone(&access).run_revocation(Arc::clone(&broker))),
         ];
         for (bound, name) in [

@@ -51,6 +51,7 @@ pub(crate) struct CreateAclRule {
     client_id: Option<String>,
     /// Higher runs first; at equal priority deny runs before allow (default 0).
     #[schema(minimum = -1_000_000, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "validate::optional_whole_number")]
     priority: Option<i32>,
 }
 

@@ -125,6 +125,32 @@ pub(crate) fn fingerprint(field: &str, value: &str) -> Result<String, ApiError> 
     }
 }
 
+/// Deserializes an optional whole number that JSON may spell `5` or `5.0` (JSON Schema's
+/// `integer` admits both); a fraction or a value outside `i32` is refused.
+pub(crate) fn optional_whole_number<'de, D>(deserializer: D) -> Result<Option<i32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(value) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = if let Some(i) = value.as_i64() {
+        Some(i)
+    } else {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            // The filter bounds the value well inside i64.
+            .map(|f| f as i64)
+    };
+    whole
+        .and_then(|i| i32::try_from(i).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number, got {value}")))
+}
+
 /// Checks a priority.
 pub(crate) fn priority(field: &str, value: i32) -> Result<(), ApiError> {
     if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&value) {
@@ -157,6 +183,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Priority {
+        #[serde(default, deserialize_with = "optional_whole_number")]
+        priority: Option<i32>,
+    }
+
+    fn parse_priority(json: &str) -> Result<Option<i32>, serde_json::Error> {
+        serde_json::from_str::<Priority>(json).map(|p| p.priority)
+    }
+
+    #[test]
+    fn whole_numbers_are_accepted_however_json_spells_them() {
+        assert_eq!(parse_priority("{}").unwrap(), None);
+        assert_eq!(parse_priority(r#"{"priority": null}"#).unwrap(), None);
+        assert_eq!(parse_priority(r#"{"priority": -5}"#).unwrap(), Some(-5));
+        assert_eq!(parse_priority(r#"{"priority": 7.0}"#).unwrap(), Some(7));
+        assert_eq!(
+            parse_priority(r#"{"priority": -2e3}"#).unwrap(),
+            Some(-2000)
+        );
+        for bad in ["1.5", "3000000000", "1e300", "\"1\"", "true"] {
+            let json = format!(r#"{{"priority": {bad}}}"#);
+            assert!(parse_priority(&json).is_err(), "{json} was accepted");
+        }
+    }
 
     #[test]
     fn fingerprints_are_normalised_to_lowercase_hex() {

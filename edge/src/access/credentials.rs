@@ -196,10 +196,17 @@ pub(crate) fn verify_token(
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
         match &key.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            // The library checks `aud` only when the token has one: a key that names an
+            // audience must also require the claim.
+            Some(aud) => {
+                validation.set_required_spec_claims(&["exp", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp"]);
+                validation.validate_aud = false;
+            }
         }
         match jsonwebtoken::decode::<Claims>(token, &decoding, &validation) {
             Ok(data) => return accept(data.claims, client_id),

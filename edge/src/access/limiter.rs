@@ -11,6 +11,8 @@ use parking_lot::Mutex;
 use stratus_model::TenantId;
 use tokio::time::Instant;
 
+use super::FailureLimits;
+
 /// What failures are counted by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum FailureKey {
@@ -29,18 +31,18 @@ struct Window {
 /// Failed-connect counters.
 #[derive(Debug)]
 pub(crate) struct FailedConnects {
-    limit: u32,
+    limits: FailureLimits,
     window: Duration,
     capacity: usize,
     table: Mutex<HashMap<FailureKey, Window>>,
 }
 
 impl FailedConnects {
-    /// `limit` failures per `window` per key, at most `capacity` keys tracked.
-    pub(crate) fn new(limit: u32, window: Duration, capacity: usize) -> Self {
+    /// Counters under `limits`, at most `capacity` keys tracked.
+    pub(crate) fn new(limits: FailureLimits, capacity: usize) -> Self {
         Self {
-            limit,
-            window,
+            limits,
+            window: limits.window,
             capacity,
             table: Mutex::new(HashMap::new()),
         }
@@ -48,9 +50,14 @@ impl FailedConnects {
 
     /// True when `key` reached the limit in its current window.
     pub(crate) fn is_blocked(&self, key: &FailureKey, now: Instant) -> bool {
-        self.table.lock().get(key).is_some_and(|w| {
-            now.duration_since(w.started) < self.window && w.failures >= self.limit
-        })
+        let limit = match key {
+            FailureKey::ClientId(..) => self.limits.per_client_id,
+            FailureKey::Address(_) => self.limits.per_address,
+        };
+        self.table
+            .lock()
+            .get(key)
+            .is_some_and(|w| now.duration_since(w.started) < self.window && w.failures >= limit)
     }
 
     /// Counts a failure.
@@ -91,7 +98,12 @@ mod tests {
 
     #[test]
     fn a_key_is_blocked_after_the_limit_until_its_window_ends() {
-        let limiter = FailedConnects::new(3, Duration::from_secs(60), 100);
+        let limits = FailureLimits {
+            per_client_id: 3,
+            per_address: 3,
+            window: Duration::from_secs(60),
+        };
+        let limiter = FailedConnects::new(limits, 100);
         let key = FailureKey::Address("10.0.0.1".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..2 {
@@ -107,7 +119,12 @@ mod tests {
 
     #[test]
     fn the_table_never_grows_past_its_capacity() {
-        let limiter = FailedConnects::new(1, Duration::from_secs(60), 2);
+        let limits = FailureLimits {
+            per_client_id: 1,
+            per_address: 1,
+            window: Duration::from_secs(60),
+        };
+        let limiter = FailedConnects::new(limits, 2);
         let t0 = Instant::now();
         for i in 0..10u8 {
             limiter.record_failure(FailureKey::Address(IpAddr::from([10, 0, 0, i])), t0);

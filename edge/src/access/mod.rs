@@ -30,10 +30,16 @@ use credentials::{PasswordCache, TokenError, looks_like_jwt, verify_token};
 use limiter::{FailedConnects, FailureKey};
 pub(crate) use policy::TenantAccess;
 
-/// Failed CONNECTs allowed per client id and per address in one window.
-const FAILURE_LIMIT: u32 = 10;
-/// The failed-connect window.
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Failed-connect limits: per client id, per source address, and their window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FailureLimits {
+    /// Failures per client id in one window.
+    pub(crate) per_client_id: u32,
+    /// Failures per source address in one window.
+    pub(crate) per_address: u32,
+    /// The window.
+    pub(crate) window: Duration,
+}
 
 /// An authenticated client identity.
 #[derive(Debug, Clone)]
@@ -181,13 +187,14 @@ impl Access {
         directory: Arc<dyn Directory>,
         require_auth: bool,
         default_tenant: TenantId,
+        limits: FailureLimits,
     ) -> Self {
         Self {
             directory,
             require_auth,
             default_tenant,
             passwords: Arc::new(PasswordCache::new(100_000)),
-            failures: FailedConnects::new(FAILURE_LIMIT, FAILURE_WINDOW, 100_000),
+            failures: FailedConnects::new(limits, 100_000),
         }
     }
 
@@ -200,18 +207,17 @@ impl Access {
     ) -> Result<(Principal, Arc<Tenant>), AuthError> {
         let tenant_id = self.tenant_of(&creds)?;
         let now = Instant::now();
-        let keys = [
-            FailureKey::Address(creds.peer),
-            FailureKey::ClientId(tenant_id.clone(), creds.client_id.to_string()),
-        ];
+        let client_key = FailureKey::ClientId(tenant_id.clone(), creds.client_id.to_string());
+        let keys = [FailureKey::Address(creds.peer), client_key.clone()];
         if keys.iter().any(|k| self.failures.is_blocked(k, now)) {
             return Err(AuthError::Throttled);
         }
         match self.check(broker, &tenant_id, &creds).await {
             Ok(found) => {
-                for key in &keys {
-                    self.failures.record_success(key);
-                }
+                // Only the client id's count is forgiven: an address's count stays for its
+                // window, or a guesser holding any valid credential (or anonymous access to
+                // some tenant) could reset it between guesses.
+                self.failures.record_success(&client_key);
                 Ok(found)
             }
             Err(e) => {
@@ -435,7 +441,12 @@ impl Access {
         tenant: &Tenant,
     ) -> Result<Option<Arc<TenantAccess>>, AuthError> {
         let Some(record) = self.directory.tenant(&tenant.id).await? else {
+            // Deleted (or never existed): nothing is allowed, and the next CONNECT asks the
+            // directory again and hears "unknown tenant".
             tenant.access.store(TenantAccess::unloaded());
+            tenant
+                .access_loaded
+                .store(false, std::sync::atomic::Ordering::Release);
             return Ok(None);
         };
         let rules = self.directory.acl_rules(&tenant.id).await?;

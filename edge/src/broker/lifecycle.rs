@@ -94,7 +94,7 @@ impl Broker {
                     if let Some(w) = st.will.take()
                         && (w.delay_secs == 0 || ended_with_connection)
                     {
-                        wills.push(w);
+                        wills.push(*w);
                     }
                 } else {
                     // A delayed will of an offline session is cancelled by reconnecting.
@@ -125,10 +125,10 @@ impl Broker {
                     let s = Arc::new(Session::new(
                         self.next_session_id(),
                         tenant.id.clone(),
-                        req.client_id.clone(),
+                        req.client_id,
                         req.expiry_secs,
                     ));
-                    sessions.insert(req.client_id.clone(), Arc::clone(&s));
+                    sessions.insert(Arc::clone(&s));
                     s
                 }
             };
@@ -136,14 +136,13 @@ impl Broker {
                 let mut st = session.state.lock();
                 st.generation += 1;
                 st.attachment = Some(Attachment {
-                    generation: st.generation,
                     control: Arc::clone(&req.control),
                     principal: Arc::clone(&req.principal),
                 });
-                st.username = req.principal.username.clone();
+                st.username = req.principal.username.as_deref().map(Box::from);
                 st.expiry_secs = req.expiry_secs;
                 st.offline_since = None;
-                st.will = req.will;
+                st.will = req.will.map(Box::new);
                 if st.is_persistent() {
                     st.stored = true;
                     self.store.submit(StoreOp::UpsertSession {
@@ -209,7 +208,7 @@ impl Broker {
             let will = st.will.take().filter(|_| departure == Departure::Abnormal);
             if !st.is_persistent() {
                 if let Some(w) = will {
-                    wills.push(w);
+                    wills.push(*w);
                 }
                 drop(st);
                 redispatch = self.discard(tenant, session);
@@ -225,7 +224,7 @@ impl Broker {
                 let mut stored_will = None;
                 if let Some(w) = will {
                     if w.delay_secs == 0 {
-                        wills.push(w);
+                        wills.push(*w);
                     } else {
                         let delay = Duration::from_secs(u64::from(w.delay_secs)).min(expiry);
                         stored_will = Some(StoredWill {
@@ -468,7 +467,7 @@ impl Broker {
                             disconnected_at_ms: Some(super::persist::unix_ms_now()),
                             will: None,
                         });
-                        self.publish_wills(&tenant, vec![w]);
+                        self.publish_wills(&tenant, vec![*w]);
                     }
                 }
                 TimerKind::Expiry => {
@@ -493,7 +492,7 @@ impl Broker {
                     };
                     // The session ended: a will still waiting for its delay goes out now.
                     if let Some(w) = will {
-                        self.publish_wills(&tenant, vec![w]);
+                        self.publish_wills(&tenant, vec![*w]);
                     }
                     self.redispatch(&tenant, None, redispatch);
                 }
@@ -509,7 +508,7 @@ fn take_shared(st: &mut super::session::SessionState) -> Vec<Delivery> {
     let mut out = Vec::new();
     if st.pending.iter().any(|d| d.group.is_some()) {
         let mut keep = std::collections::VecDeque::with_capacity(st.pending.len());
-        for d in st.pending.drain(..) {
+        for d in st.pending.take() {
             if d.group.is_some() {
                 st.queued_bytes = st.queued_bytes.saturating_sub(d.msg.weight());
                 out.push(d);
@@ -517,21 +516,21 @@ fn take_shared(st: &mut super::session::SessionState) -> Vec<Delivery> {
                 keep.push_back(d);
             }
         }
-        st.pending = keep;
+        st.pending = keep.into();
     }
     let redispatchable = |i: &super::session::Inflight| {
         i.delivery.group.is_some() && i.state == InflightState::Qos1Sent
     };
     if st.inflight.iter().any(redispatchable) {
         let mut keep = std::collections::VecDeque::with_capacity(st.inflight.len());
-        for i in st.inflight.drain(..) {
+        for i in st.inflight.take() {
             if redispatchable(&i) {
                 out.push(i.delivery);
             } else {
                 keep.push_back(i);
             }
         }
-        st.inflight = keep;
+        st.inflight = keep.into();
     }
     out
 }

@@ -2,7 +2,9 @@
 //! session expiry. Synchronous, in memory, no I/O: connections call into it, and it wakes them.
 //! Durable effects are submitted to the [`Store`] and acknowledged by ticket.
 
+mod alarms;
 mod congestion;
+mod deque;
 mod lifecycle;
 mod message;
 mod persist;
@@ -36,6 +38,7 @@ pub(crate) use tenant::{Tenant, TenantStats};
 
 use crate::config::BrokerConfig;
 use crate::store::Store;
+use alarms::Alarms;
 use timers::Timers;
 
 /// The broker: every tenant's state and the services shared by all of them.
@@ -46,6 +49,8 @@ pub(crate) struct Broker {
     tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
     next_session_id: AtomicU64,
     pub(crate) timers: Timers,
+    /// Deadlines of connected clients.
+    pub(crate) alarms: Alarms,
     started: Instant,
     started_unix_ms: u64,
     /// Wills of sessions that expired while the broker was down, published at start-up once
@@ -62,6 +67,7 @@ impl Broker {
             tenants: RwLock::new(HashMap::new()),
             next_session_id: AtomicU64::new(1),
             timers: Timers::default(),
+            alarms: Alarms::default(),
             started: Instant::now(),
             started_unix_ms: unix_ms_now(),
             deferred_wills: parking_lot::Mutex::new(Vec::new()),
@@ -128,6 +134,11 @@ impl Broker {
             }
         }
         kicked
+    }
+
+    /// Serves the alarms of connected clients until the task is dropped.
+    pub(crate) async fn run_alarms(self: Arc<Self>) {
+        self.alarms.run().await;
     }
 
     /// Serves the deadlines of offline sessions until the task is dropped.

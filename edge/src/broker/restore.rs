@@ -135,7 +135,7 @@ impl Broker {
                     None => summary.skipped += 1,
                 }
             }
-            st.subscriptions = subscriptions.clone();
+            st.subscriptions = subscriptions.clone().into_boxed_slice();
             for m in stored.messages {
                 let Some(decoded) = decode_message(&m.publish, m.expires_at_ms) else {
                     summary.skipped += 1;
@@ -188,13 +188,13 @@ impl Broker {
                 } else {
                     now
                 };
-                st.will = Some(PendingWill {
+                st.will = Some(Box::new(PendingWill {
                     msg: decoded.msg,
                     delay_secs: 1,
                     expiry_secs: w.expiry_secs,
                     client_id: stored.client_id.clone(),
                     username: None,
-                });
+                }));
                 self.timers.schedule(TimerEntry {
                     due: due.min(now + remaining),
                     kind: TimerKind::Will,
@@ -214,7 +214,7 @@ impl Broker {
         for sub in &subscriptions {
             self.index_subscription(&tenant, &session, sub);
         }
-        tenant.sessions.lock().insert(stored.client_id, session);
+        tenant.sessions.lock().insert(session);
         summary.sessions += 1;
     }
 }
@@ -234,7 +234,7 @@ pub(crate) fn restore_subscription(
     };
     FilterSpec::parse(raw.clone()).ok()?;
     Some(SessionSubscription {
-        raw,
+        raw: Box::from(&*raw),
         options: SubscriptionOptions {
             qos,
             no_local: options & 0b100 != 0,

@@ -5,10 +5,9 @@
 //! drains queues and handles acknowledgements) and by publishers (which enqueue). No lock is held
 //! across an `.await`; the connection is woken through its [`ConnControl`].
 
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::Context;
 
 use atomic_waker::AtomicWaker;
@@ -20,6 +19,7 @@ use stratus_model::TenantId;
 use stratus_topics::FilterSpec;
 use tokio::time::Instant;
 
+use super::deque::LazyDeque;
 use super::message::{Delivery, Message};
 use crate::access::Principal;
 use crate::config::Limits;
@@ -41,12 +41,15 @@ pub(crate) struct Session {
     pub(crate) state: Mutex<SessionState>,
 }
 
-/// How the broker reaches the connection task attached to a session: a flag and the task's
-/// waker (24 bytes; a `Notify` and the future awaiting it would cost each connection several
+/// How the broker reaches the connection task attached to a session: flags and the task's
+/// waker (40 bytes; a `Notify` and the future awaiting it would cost each connection several
 /// times that).
 #[derive(Debug, Default)]
 pub(crate) struct ConnControl {
     waker: AtomicWaker,
+    /// When the connection's pending alarm goes off (see `alarms.rs`), in the alarm clock's
+    /// nanoseconds; 0 when none is armed. Only the connection task reads and writes it.
+    alarm_at: AtomicU64,
     woken: AtomicBool,
     kick: AtomicU8,
 }
@@ -67,6 +70,25 @@ impl ConnControl {
         self.wake();
     }
 
+    /// Wakes the connection to look at its deadlines (an alarm went off), without the wake-up
+    /// flag: nothing was queued for it.
+    pub(crate) fn alarm(&self) {
+        self.waker.wake();
+    }
+
+    /// When the connection's pending alarm goes off, if one is armed (alarm clock nanoseconds).
+    pub(crate) fn armed_alarm(&self) -> Option<u64> {
+        match self.alarm_at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    /// Records the alarm just armed (alarm clock nanoseconds, not 0).
+    pub(crate) fn set_armed_alarm(&self, at: u64) {
+        self.alarm_at.store(at, Ordering::Relaxed);
+    }
+
     /// The reason the connection was asked to close, if it was.
     pub(crate) fn kicked(&self) -> Option<ReasonCode> {
         match self.kick.load(Ordering::Acquire) {
@@ -82,11 +104,10 @@ impl ConnControl {
     }
 }
 
-/// The connection currently attached to a session.
+/// The connection currently attached to a session. Its generation is the session's
+/// [`SessionState::generation`], which changes only when a connection attaches.
 #[derive(Debug)]
 pub(crate) struct Attachment {
-    /// Increments with every attach; a connection only acts on a session while it matches.
-    pub(crate) generation: u64,
     /// The connection's wake/kick handle.
     pub(crate) control: Arc<ConnControl>,
     /// Who the connection authenticated as (for revocation).
@@ -128,14 +149,16 @@ pub(crate) struct Inflight {
     pub(crate) state_persisted: bool,
 }
 
-/// One subscription of a session. Only the validated filter string is kept (40 bytes per
-/// subscription); its parsed form is rebuilt when needed, which is rare (subscribe, unsubscribe,
-/// session end).
+/// One subscription of a session. Only the validated filter string is kept (24 bytes per
+/// subscription plus the string); its parsed form is rebuilt when needed, which is rare
+/// (subscribe, unsubscribe, session end).
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSubscription {
     /// The filter exactly as subscribed (with any `$share/group/` prefix): the session's key for it.
-    /// Validated by [`FilterSpec::parse`] before it got here.
-    pub(crate) raw: ByteString,
+    /// Validated by [`FilterSpec::parse`] before it got here. A `Box<str>` (16 bytes, a buffer of
+    /// its own), not a `ByteString` (32 bytes, whose clones share the buffer through a further
+    /// 24-byte allocation that stays as long as the string).
+    pub(crate) raw: Box<str>,
     /// Options granted.
     pub(crate) options: SubscriptionOptions,
     /// Subscription identifier.
@@ -143,9 +166,14 @@ pub(crate) struct SessionSubscription {
 }
 
 impl SessionSubscription {
+    /// The filter as a `ByteString` (a copy), for the store and share-group keys.
+    pub(crate) fn filter(&self) -> ByteString {
+        ByteString::from(&*self.raw)
+    }
+
     /// The parsed filter and share group.
     pub(crate) fn spec(&self) -> Option<FilterSpec> {
-        match FilterSpec::parse(self.raw.clone()) {
+        match FilterSpec::parse(self.filter()) {
             Ok(spec) => Some(spec),
             Err(e) => {
                 // Unreachable: `raw` was validated when the subscription was made.
@@ -194,32 +222,36 @@ impl PendingWill {
 pub(crate) struct SessionState {
     /// The connection attached, if online.
     pub(crate) attachment: Option<Attachment>,
-    /// Last generation handed out.
+    /// Last generation handed out: increments with every attach, and a connection only acts on
+    /// the session while it is attached and this is its generation.
     pub(crate) generation: u64,
     /// The session was discarded; nothing may be queued to it any more.
     pub(crate) ended: bool,
-    /// User name of the last connection (access rules may name it).
-    pub(crate) username: Option<ByteString>,
+    /// User name of the last connection (access rules may name it). A boxed copy: 16 bytes
+    /// instead of a `ByteString`'s 32 in every session.
+    pub(crate) username: Option<Box<str>>,
     /// The store holds this session (it was persistent at some point and not deleted since).
     pub(crate) stored: bool,
     /// Session Expiry Interval in force, seconds (0: ends with the connection).
     pub(crate) expiry_secs: u32,
-    /// Subscriptions.
-    pub(crate) subscriptions: Vec<SessionSubscription>,
+    /// Subscriptions, in an exactly sized slice (sessions hold few, and change them rarely;
+    /// 16 bytes instead of a `Vec`'s 24).
+    pub(crate) subscriptions: Box<[SessionSubscription]>,
     /// QoS 0 messages waiting to be written.
-    pub(crate) qos0: VecDeque<Delivery>,
+    pub(crate) qos0: LazyDeque<Delivery>,
     /// QoS 1/2 messages not yet sent.
-    pub(crate) pending: VecDeque<Delivery>,
+    pub(crate) pending: LazyDeque<Delivery>,
     /// QoS 1/2 messages sent and not yet acknowledged, in send order.
-    pub(crate) inflight: VecDeque<Inflight>,
+    pub(crate) inflight: LazyDeque<Inflight>,
     /// Bytes held by `qos0` and `pending`.
     pub(crate) queued_bytes: usize,
     /// Last outbound packet identifier allocated (0 before the first).
     pub(crate) last_packet_id: u16,
     /// Inbound QoS 2 packet identifiers received and not yet released, sorted.
-    pub(crate) incoming_qos2: Vec<u16>,
-    /// The will of the attached connection, or one waiting for its delay.
-    pub(crate) will: Option<PendingWill>,
+    pub(crate) incoming_qos2: LazyDeque<u16>,
+    /// The will of the attached connection, or one waiting for its delay (boxed: most sessions
+    /// have none, and inline it would take 88 bytes of every session).
+    pub(crate) will: Option<Box<PendingWill>>,
     /// When the session went offline (for expiry and will delay).
     pub(crate) offline_since: Option<Instant>,
     /// Next store sequence number for a queued message.
@@ -240,13 +272,13 @@ impl SessionState {
             username: None,
             stored: false,
             expiry_secs,
-            subscriptions: Vec::new(),
-            qos0: VecDeque::new(),
-            pending: VecDeque::new(),
-            inflight: VecDeque::new(),
+            subscriptions: Box::default(),
+            qos0: LazyDeque::default(),
+            pending: LazyDeque::default(),
+            inflight: LazyDeque::default(),
             queued_bytes: 0,
             last_packet_id: 0,
-            incoming_qos2: Vec::new(),
+            incoming_qos2: LazyDeque::default(),
             will: None,
             offline_since: None,
             next_seq: 1,
@@ -262,9 +294,23 @@ impl SessionState {
 
     /// True when `generation` is the connection attached now.
     pub(crate) fn is_attached(&self, generation: u64) -> bool {
-        self.attachment
-            .as_ref()
-            .is_some_and(|a| a.generation == generation)
+        self.attachment.is_some() && self.generation == generation
+    }
+
+    /// Adds a subscription (the caller checked that its filter is new to the session).
+    pub(crate) fn add_subscription(&mut self, sub: SessionSubscription) {
+        let mut subs = std::mem::take(&mut self.subscriptions).into_vec();
+        subs.reserve_exact(1);
+        subs.push(sub);
+        self.subscriptions = subs.into_boxed_slice();
+    }
+
+    /// Removes and returns the subscription at `index`.
+    pub(crate) fn remove_subscription_at(&mut self, index: usize) -> SessionSubscription {
+        let mut subs = std::mem::take(&mut self.subscriptions).into_vec();
+        let sub = subs.remove(index);
+        self.subscriptions = subs.into_boxed_slice();
+        sub
     }
 
     /// Messages waiting to be sent (not in flight).

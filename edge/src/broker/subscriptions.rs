@@ -52,11 +52,7 @@ impl Broker {
                     if st.subscriptions.len() >= self.config.limits.max_subscriptions_per_session {
                         return Err(ReasonCode::QuotaExceeded);
                     }
-                    // Sessions hold few subscriptions: grow exactly, not by doubling.
-                    if st.subscriptions.len() < 8 {
-                        st.subscriptions.reserve_exact(1);
-                    }
-                    st.subscriptions.push(sub.clone());
+                    st.add_subscription(sub.clone());
                     existed = false;
                 }
             }
@@ -97,7 +93,7 @@ impl Broker {
             Some(_) => {
                 let mut groups = tenant.shared_groups.lock();
                 let group = groups
-                    .entry(sub.raw.clone())
+                    .entry(sub.filter())
                     .or_insert_with(|| {
                         let group = Arc::new(SharedGroup::new());
                         tenant.subscriptions.write().insert(
@@ -140,8 +136,8 @@ impl Broker {
     ) -> (bool, Ticket) {
         let removed = {
             let mut st = session.state.lock();
-            let pos = st.subscriptions.iter().position(|s| s.raw == raw);
-            pos.map(|p| (st.subscriptions.remove(p), st.stored))
+            let pos = st.subscriptions.iter().position(|s| &*s.raw == raw);
+            pos.map(|p| (st.remove_subscription_at(p), st.stored))
         };
         let Some((sub, persistent)) = removed else {
             return (false, 0);
@@ -151,7 +147,7 @@ impl Broker {
             self.store.submit(StoreOp::DeleteSubscription {
                 tenant: tenant.id.clone(),
                 client_id: session.client_id.clone(),
-                filter: sub.raw,
+                filter: sub.filter(),
             })
         } else {
             0
@@ -176,10 +172,10 @@ impl Broker {
             }
             Some(_) => {
                 let mut groups = tenant.shared_groups.lock();
-                if let Some(group) = groups.get(&sub.raw).cloned()
+                if let Some(group) = groups.get(&*sub.raw).cloned()
                     && group.remove(session.id)
                 {
-                    groups.remove(&sub.raw);
+                    groups.remove(&*sub.raw);
                     tenant
                         .subscriptions
                         .write()
@@ -290,7 +286,7 @@ impl Broker {
                             .is_allowed()
                         })
                     })
-                    .map(|sub| sub.raw.clone())
+                    .map(|sub| sub.filter())
                     .collect()
             };
             for raw in denied {
@@ -317,7 +313,7 @@ pub(crate) fn stored_subscription(sub: &SessionSubscription) -> StoredSubscripti
         | (u8::from(o.retain_as_published) << 3)
         | ((o.retain_handling as u8) << 4);
     StoredSubscription {
-        filter: sub.raw.clone(),
+        filter: sub.filter(),
         options,
         subscription_id: sub.id.map(|i| i.get()),
     }

@@ -5,7 +5,9 @@
 //! Lock order (never acquire an earlier lock while holding a later one): `sessions` ->
 //! `shared_groups` -> `subscriptions` -> a group's members -> a session's state -> `retained`.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ use stratus_topics::SubscriptionTrie;
 use super::retained::RetainedStore;
 use super::session::Session;
 use super::shared::SharedGroup;
-use crate::access::TenantAccess;
+use crate::access::{AuthMethod, Principal, TenantAccess};
 
 /// A subscriber in the subscription index: a session, or a shared group that picks a member.
 #[derive(Debug, Clone)]
@@ -62,6 +64,64 @@ pub(crate) struct IndexEntry {
     pub(crate) id: Option<NonZeroU32>,
 }
 
+/// A tenant's sessions by client id. The sessions are the keys (hashed and compared by their
+/// client id), so an entry is one pointer instead of a copy of the id plus the pointer, and the id
+/// is never cloned to become a key.
+#[derive(Debug, Default)]
+pub(crate) struct SessionMap(HashSet<ByClientId>);
+
+/// A session as a set entry keyed by its client id.
+#[derive(Debug)]
+struct ByClientId(Arc<Session>);
+
+impl Hash for ByClientId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it (`Borrow` contract).
+        str::hash(&self.0.client_id, state);
+    }
+}
+
+impl PartialEq for ByClientId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ByClientId {}
+
+impl Borrow<str> for ByClientId {
+    fn borrow(&self) -> &str {
+        &self.0.client_id
+    }
+}
+
+impl SessionMap {
+    /// The session of `client_id`.
+    pub(crate) fn get(&self, client_id: &str) -> Option<&Arc<Session>> {
+        self.0.get(client_id).map(|e| &e.0)
+    }
+
+    /// Adds `session` under its client id, replacing (and returning) any other with that id.
+    pub(crate) fn insert(&mut self, session: Arc<Session>) -> Option<Arc<Session>> {
+        self.0.replace(ByClientId(session)).map(|e| e.0)
+    }
+
+    /// Removes the session of `client_id`.
+    pub(crate) fn remove(&mut self, client_id: &str) -> Option<Arc<Session>> {
+        self.0.take(client_id).map(|e| e.0)
+    }
+
+    /// Number of sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Every session, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<Session>> {
+        self.0.iter().map(|e| &e.0)
+    }
+}
+
 /// Counters of one tenant, published under `$SYS/broker/...`.
 #[derive(Debug, Default)]
 pub(crate) struct TenantStats {
@@ -92,7 +152,7 @@ pub(crate) struct Tenant {
     /// The tenant id.
     pub(crate) id: TenantId,
     /// Sessions by client id.
-    pub(crate) sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    pub(crate) sessions: Mutex<SessionMap>,
     /// Shared groups by subscription string.
     pub(crate) shared_groups: Mutex<HashMap<ByteString, Arc<SharedGroup>>>,
     /// The subscription index.
@@ -107,6 +167,8 @@ pub(crate) struct Tenant {
     pub(crate) access: arc_swap::ArcSwap<TenantAccess>,
     /// Whether `access` was loaded from the control plane.
     pub(crate) access_loaded: std::sync::atomic::AtomicBool,
+    /// The principal all anonymous clients of this tenant share (see [`Tenant::share_principal`]).
+    anonymous: std::sync::OnceLock<Arc<Principal>>,
 }
 
 impl Tenant {
@@ -114,7 +176,7 @@ impl Tenant {
     pub(crate) fn new(id: TenantId) -> Self {
         Self {
             id,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(SessionMap::default()),
             shared_groups: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(SubscriptionTrie::new()),
             retained: RwLock::new(RetainedStore::default()),
@@ -122,6 +184,33 @@ impl Tenant {
             stats: TenantStats::default(),
             access: arc_swap::ArcSwap::new(TenantAccess::unloaded()),
             access_loaded: std::sync::atomic::AtomicBool::new(false),
+            anonymous: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `principal` behind an `Arc`: a fresh one, or for an anonymous client the one every
+    /// anonymous client of this tenant shares (they are all equal, and a principal is never
+    /// changed once made), which saves each such connection a 176-byte allocation.
+    pub(crate) fn share_principal(&self, principal: Principal) -> Arc<Principal> {
+        // Every field is named: a new field must be considered here before it compiles.
+        let Principal {
+            tenant,
+            username,
+            device_id,
+            method,
+            grants,
+            expires_at,
+        } = &principal;
+        let plain_anonymous = *method == AuthMethod::Anonymous
+            && *tenant == self.id
+            && username.is_none()
+            && device_id.is_none()
+            && grants.is_none()
+            && expires_at.is_none();
+        if plain_anonymous {
+            Arc::clone(self.anonymous.get_or_init(|| Arc::new(principal)))
+        } else {
+            Arc::new(principal)
         }
     }
 }

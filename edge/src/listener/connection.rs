@@ -20,6 +20,7 @@ use stratus_codec::{
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::ServerContext;
+use super::live::LiveGuard;
 use super::transport::{ConnectionInfo, Transport};
 use crate::access::Credentials;
 use crate::protocol::{self, Close, Engine, Flow};
@@ -27,71 +28,60 @@ use crate::protocol::{self, Close, Engine, Flow};
 /// How long a connection the server closes keeps draining the client's input.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the MQTT part of a connection to the end.
-pub(crate) async fn run(mut transport: Transport, info: ConnectionInfo, ctx: &Arc<ServerContext>) {
-    // The handshake and the close are boxed: they run once, and inlined they would make every
-    // connection task (which lives as long as the connection) larger for its whole life. The
-    // connection info moves into the handshake, so the task does not carry it afterwards.
-    let Some(accepted) = Box::pin(handshake(&mut transport, info, ctx)).await else {
+/// A connection's task: waits for `setup` (transport layers, CONNECT, CONNACK), then runs the
+/// connected phase and the close.
+///
+/// This future lives as long as the connection, so everything in it costs every idle
+/// connection: the set-up arrives boxed and is freed once it finished, the connected client is
+/// one [`Connected`] value (not several locals that would each keep a slot), deadlines are
+/// alarms in the broker's shared heap rather than a timer here, and the close is boxed because
+/// it runs once. A test below keeps it within tokio's 384-byte task size.
+pub(super) async fn serve<F>(setup: Pin<Box<F>>)
+where
+    F: Future<Output = Option<Connected>>,
+{
+    let Some(mut conn) = setup.await else {
         return;
     };
-    let Accepted {
-        mut engine,
-        decoder,
-        rbuf,
-        _count,
-    } = accepted;
-    let close = drive(&mut transport, &mut engine, decoder, rbuf).await;
-    Box::pin(close_connection(transport, engine, close)).await;
+    let close = std::future::poll_fn(|cx| conn.poll(cx)).await;
+    Box::pin(conn.close(close)).await;
 }
 
-/// A client whose CONNECT was accepted.
-struct Accepted {
+/// A client whose CONNECT was accepted: what its connection task keeps while it is connected.
+pub(super) struct Connected {
+    transport: Transport,
     engine: Engine,
     decoder: Decoder,
+    /// Bytes read and not yet decoded; no allocation while empty.
     rbuf: BytesMut,
+    /// Written bytes a layered transport may still buffer.
+    unflushed: bool,
     _count: ConnectionCount,
+    /// Counts the task for shutdown until the connection is closed.
+    _live: LiveGuard,
 }
 
 /// Reads, authenticates and accepts the CONNECT; `None` when the connection was refused or lost.
-async fn handshake(
-    transport: &mut Transport,
-    info: ConnectionInfo,
+pub(super) async fn handshake(
+    mut transport: Transport,
+    info: &ConnectionInfo,
     ctx: &Arc<ServerContext>,
-) -> Option<Accepted> {
+    live: LiveGuard,
+) -> Option<Connected> {
     let limits = &ctx.broker.config.limits;
     let mut decoder = Decoder::server(limits.max_packet_size);
     let mut rbuf = BytesMut::new();
-    let mut shutdown = ctx.shutdown.clone();
-    let first = tokio::select! {
-        r = timeout_at(info.connect_deadline, read_connect(transport, &mut decoder, &mut rbuf)) => r,
-        _ = shutdown.wait_for(|stop| *stop) => return None,
-    };
-    let connect = match first {
-        Err(_) => {
-            tracing::debug!(
-                "closed: no CONNECT within {}s (limits.connect_timeout_secs)",
-                limits.connect_timeout_secs
-            );
-            return None;
-        }
-        Ok(Err(ReadError::Io(e))) => {
-            tracing::debug!("closed before CONNECT: {e}");
-            return None;
-        }
-        Ok(Err(ReadError::Decode(e, version))) => {
-            refuse_malformed_connect(transport, version, &e).await;
-            return None;
-        }
-        Ok(Ok(c)) => c,
-    };
+    // Boxed, like the authentication below: each phase of the set-up is its own allocation, so
+    // a connection being set up holds only the phase it is in.
+    let first = read_first(&mut transport, &mut decoder, &mut rbuf, info, ctx);
+    let connect = Box::pin(first).await?;
     let version = connect.protocol;
     let span = tracing::Span::current();
     span.record("client_id", tracing::field::display(&connect.client_id));
 
     // Tenant and credentials.
     let (claim, username) = crate::tenancy::resolve(
-        &info,
+        info,
         ctx.broker.config.tenant_domain.as_deref(),
         connect.username.as_ref(),
     );
@@ -103,17 +93,19 @@ async fn handshake(
         client_id: connect.client_id.clone(),
         peer: info.peer.ip(),
     };
-    let (principal, tenant) = match ctx.access.authenticate(&ctx.broker, creds).await {
+    // Boxed, like the CONNECT (kept boxed from the decoder): the set-up future of every
+    // connection being set up is smaller while it waits for the client.
+    let (principal, tenant) = match Box::pin(ctx.access.authenticate(&ctx.broker, creds)).await {
         Ok(found) => found,
         Err(e) => {
             tracing::info!(username = ?connect.username, "connection refused: {e}");
-            let connack = refusal_connack(e.reason_code(), version, &e.to_string());
-            write_all(transport, &connack_bytes(&connack, version)).await;
+            let connack = Box::new(refusal_connack(e.reason_code(), version, &e.to_string()));
+            Box::pin(send_connack(&mut transport, connack, version)).await;
             return None;
         }
     };
     span.record("tenant", tracing::field::display(&principal.tenant));
-    let principal = Arc::new(principal);
+    let principal = tenant.share_principal(principal);
 
     // Tenant connection cap.
     let previous = tenant.connections.fetch_add(1, Ordering::AcqRel);
@@ -121,22 +113,19 @@ async fn handshake(
     if previous >= limits.max_connections_per_tenant {
         let why = "the tenant's connection cap is reached (limits.max_connections_per_tenant)";
         tracing::warn!("connection refused: {why}");
-        let connack = refusal_connack(ReasonCode::QuotaExceeded, version, why);
-        write_all(transport, &connack_bytes(&connack, version)).await;
+        let connack = Box::new(refusal_connack(ReasonCode::QuotaExceeded, version, why));
+        Box::pin(send_connack(&mut transport, connack, version)).await;
         return None;
     }
 
     let now = Instant::now();
     let (mut engine, connack) =
-        match protocol::accept(&ctx.broker, &tenant, connect, Arc::clone(&principal), now) {
+        match protocol::accept(&ctx.broker, &tenant, *connect, Arc::clone(&principal), now) {
             Ok(accepted) => accepted,
             Err(refusal) => {
                 tracing::info!("connection refused: {}", refusal.why);
-                if let Some(mut connack) = refusal.connack {
-                    if version.is_v5() {
-                        connack.properties.reason_string = Some(refusal.why.into());
-                    }
-                    write_all(transport, &connack_bytes(&connack, version)).await;
+                if let Some(connack) = refusal_of(*refusal, version) {
+                    Box::pin(send_connack(&mut transport, connack, version)).await;
                 }
                 return None;
             }
@@ -151,15 +140,39 @@ async fn handshake(
     );
     // CONNACK, a resumed session's in-flight messages, and whatever is queued.
     if let Flow::Close(c) = engine.start(&connack, Instant::now()) {
-        Box::pin(finish(transport, engine, c)).await;
+        Box::pin(finish(&mut transport, engine, c)).await;
         return None;
     }
-    Some(Accepted {
+    let mut conn = Connected {
+        transport,
         engine,
         decoder,
         rbuf,
+        unflushed: false,
         _count: count,
-    })
+        _live: live,
+    };
+    // Bytes that arrived together with CONNECT.
+    if let Some(close) = conn.process_input() {
+        Box::pin(conn.close(close)).await;
+        return None;
+    }
+    Some(conn)
+}
+
+/// Sends a refusal CONNACK. Callers box it and the CONNACK: it runs at most once, on a path most
+/// connections never take, and inline it would enlarge every connection's set-up future.
+async fn send_connack(transport: &mut Transport, connack: Box<ConnAck>, version: ProtocolVersion) {
+    write_all(transport, &connack_bytes(&connack, version)).await;
+}
+
+/// The CONNACK of a refused CONNECT, if one is sent, with the reason string for 5.0 clients.
+fn refusal_of(refusal: protocol::Refusal, version: ProtocolVersion) -> Option<Box<ConnAck>> {
+    let mut connack = Box::new(refusal.connack?);
+    if version.is_v5() {
+        connack.properties.reason_string = Some(refusal.why.into());
+    }
+    Some(connack)
 }
 
 /// A failure CONNACK, with a reason string for 5.0 clients.
@@ -171,111 +184,26 @@ fn refusal_connack(reason: ReasonCode, version: ProtocolVersion, why: &str) -> C
     connack
 }
 
-/// Sends the final DISCONNECT (5.0), detaches the session, and closes the transport.
-async fn close_connection(mut transport: Transport, engine: Engine, close: Close) {
-    let server_closed = close.send.is_some();
-    finish(&mut transport, engine, close).await;
-    if server_closed {
-        linger(&mut transport).await;
-    }
-}
-
-/// Writes the final DISCONNECT (5.0) and what is ready, then detaches the session.
-async fn finish(transport: &mut Transport, mut engine: Engine, close: Close) {
-    if let Some(reason) = close.send {
-        engine.write_disconnect(reason, &close.why);
-    }
-    // Best effort: deliver what is ready (e.g. the DISCONNECT) without waiting on a slow peer.
-    let ready = engine.ready_output().to_vec();
-    let _ = timeout(LINGER, transport.write_all(&ready)).await;
-    tracing::debug!(reason = %close.why, "connection closed");
-    engine.finish(&close, Instant::now());
-}
-
-/// Closes our side and discards what the client still sends for a moment. Closing a socket with
-/// unread input makes the kernel send RST, and a RST makes the client's kernel throw away our
-/// DISCONNECT before the client reads it; a half-close followed by draining avoids that.
-async fn linger(transport: &mut Transport) {
-    let drain = async {
-        if transport.shutdown().await.is_err() {
-            return;
+impl Connected {
+    /// The connected phase, one step: makes all the progress possible now; `Pending` once
+    /// nothing can move without a wake-up, with no output buffer left allocated if nothing is
+    /// pending. `Ready` says how the connection ended.
+    ///
+    /// One `poll` function over transport readiness, the session's wake-up flag, the store's
+    /// commit position and the connection's deadlines, rather than a `select!` over futures:
+    /// nothing but `self` is kept between polls, which keeps an idle connection small.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Close> {
+        let mut traffic = Traffic::default();
+        let result = self.progress(cx, &mut traffic);
+        self.engine.flush_stats(traffic.bytes_in, traffic.bytes_out);
+        if result.is_pending() {
+            self.engine.release_idle_buffers();
         }
-        let mut scratch = BytesMut::new();
-        loop {
-            scratch.clear();
-            match transport.read(&mut scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    let _ = timeout(LINGER, drain).await;
-}
-
-/// The connected phase: returns how the connection ended.
-///
-/// Written as one `poll` function over transport readiness, the session's wake-up flag, the
-/// store's commit position and the keep-alive timer, rather than a `select!` over futures: only
-/// the timer needs state in the task, which keeps an idle connection small.
-async fn drive(
-    transport: &mut Transport,
-    engine: &mut Engine,
-    mut decoder: Decoder,
-    mut rbuf: BytesMut,
-) -> Close {
-    // Bytes that arrived together with CONNECT.
-    if !rbuf.is_empty()
-        && let Some(c) = process_input(engine, &mut decoder, &mut rbuf)
-    {
-        return c;
-    }
-    let far_future = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
-    let sleep = tokio::time::sleep_until(engine.deadline().unwrap_or(far_future));
-    tokio::pin!(sleep);
-    let mut io = Io {
-        transport,
-        decoder,
-        rbuf,
-        bytes_in: 0,
-        bytes_out: 0,
-        unflushed: false,
-    };
-    std::future::poll_fn(|cx| io.poll(cx, engine, sleep.as_mut())).await
-}
-
-/// The transport side of a connected client.
-struct Io<'a> {
-    transport: &'a mut Transport,
-    decoder: Decoder,
-    rbuf: BytesMut,
-    bytes_in: u64,
-    bytes_out: u64,
-    /// Written bytes a layered transport may still buffer.
-    unflushed: bool,
-}
-
-impl Io<'_> {
-    /// Makes all the progress possible now; `Pending` once nothing can move without a wake-up.
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-        engine: &mut Engine,
-        sleep: Pin<&mut tokio::time::Sleep>,
-    ) -> Poll<Close> {
-        let result = self.progress(cx, engine, sleep);
-        engine.flush_stats(
-            std::mem::take(&mut self.bytes_in),
-            std::mem::take(&mut self.bytes_out),
-        );
         result
     }
 
-    fn progress(
-        &mut self,
-        cx: &mut Context<'_>,
-        engine: &mut Engine,
-        mut sleep: Pin<&mut tokio::time::Sleep>,
-    ) -> Poll<Close> {
+    fn progress(&mut self, cx: &mut Context<'_>, traffic: &mut Traffic) -> Poll<Close> {
+        let engine = &mut self.engine;
         loop {
             let mut progressed = false;
             if engine.control().poll_woken(cx) {
@@ -296,7 +224,7 @@ impl Io<'_> {
                         return Poll::Ready(Close::lost("write failed: connection closed"));
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.bytes_out += n as u64;
+                        traffic.bytes_out += n as u64;
                         self.unflushed = true;
                         engine.consumed(n);
                     }
@@ -333,7 +261,7 @@ impl Io<'_> {
                         ));
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.bytes_in += n as u64;
+                        traffic.bytes_in += n as u64;
                         if let Some(c) = process_input(engine, &mut self.decoder, &mut self.rbuf) {
                             return Poll::Ready(c);
                         }
@@ -341,15 +269,21 @@ impl Io<'_> {
                     }
                 }
             }
-            // Keep-alive.
+            // Deadlines: keep-alive, credential expiry, the end of a publisher pause. The
+            // broker's alarms wake this task when the next one is due (the waker is registered
+            // by `poll_woken` above).
             if let Some(deadline) = engine.deadline() {
-                if deadline != sleep.deadline() {
-                    sleep.as_mut().reset(deadline);
-                }
-                if sleep.as_mut().poll(cx).is_ready()
-                    && let Flow::Close(c) = engine.on_deadline(Instant::now())
-                {
-                    return Poll::Ready(c);
+                let now = Instant::now();
+                if now < deadline {
+                    engine.arm_alarm(deadline, now);
+                } else {
+                    match engine.on_deadline(now) {
+                        Flow::Close(c) => return Poll::Ready(c),
+                        // A pause ended: read again, and arm the next deadline.
+                        Flow::Continue => {
+                            progressed |= engine.deadline().is_none_or(|d| d > now);
+                        }
+                    }
                 }
             }
             if !progressed {
@@ -357,6 +291,70 @@ impl Io<'_> {
             }
         }
     }
+
+    /// Handles what is already in the read buffer.
+    fn process_input(&mut self) -> Option<Close> {
+        if self.rbuf.is_empty() {
+            return None;
+        }
+        process_input(&mut self.engine, &mut self.decoder, &mut self.rbuf)
+    }
+
+    /// Sends the final DISCONNECT (5.0), detaches the session, and closes the transport. The
+    /// tenant's connection count drops when this returns.
+    async fn close(self, close: Close) {
+        let Self {
+            mut transport,
+            engine,
+            _count,
+            _live,
+            ..
+        } = self;
+        let server_closed = close.send.is_some();
+        finish(&mut transport, engine, close).await;
+        if server_closed {
+            linger(&mut transport).await;
+        }
+    }
+}
+
+/// Bytes moved in one poll, added to the tenant's counters after it.
+#[derive(Default)]
+struct Traffic {
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Writes the final DISCONNECT (5.0) and what is ready, then detaches the session.
+async fn finish(transport: &mut Transport, mut engine: Engine, close: Close) {
+    if let Some(reason) = close.send {
+        engine.write_disconnect(reason, &close.why);
+    }
+    // Best effort: deliver what is ready (e.g. the DISCONNECT) without waiting on a slow peer.
+    let ready = engine.ready_output().to_vec();
+    let _ = timeout(LINGER, transport.write_all(&ready)).await;
+    tracing::debug!(reason = %close.why, "connection closed");
+    engine.finish(&close, Instant::now());
+}
+
+/// Closes our side and discards what the client still sends for a moment. Closing a socket with
+/// unread input makes the kernel send RST, and a RST makes the client's kernel throw away our
+/// DISCONNECT before the client reads it; a half-close followed by draining avoids that.
+async fn linger(transport: &mut Transport) {
+    let drain = async {
+        if transport.shutdown().await.is_err() {
+            return;
+        }
+        let mut scratch = BytesMut::new();
+        loop {
+            scratch.clear();
+            match transport.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = timeout(LINGER, drain).await;
 }
 
 /// Decodes and handles every complete packet in `rbuf`; releases the buffer when it is empty.
@@ -385,6 +383,40 @@ fn process_input(engine: &mut Engine, decoder: &mut Decoder, rbuf: &mut BytesMut
     result
 }
 
+/// Reads the CONNECT within the connect deadline; `None` (logged, a malformed CONNECT
+/// answered) when it did not come, did not decode, or the server is shutting down.
+async fn read_first(
+    transport: &mut Transport,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+    info: &ConnectionInfo,
+    ctx: &ServerContext,
+) -> Option<Box<Connect>> {
+    let mut shutdown = ctx.shutdown.clone();
+    let first = tokio::select! {
+        r = timeout_at(info.connect_deadline, read_connect(transport, decoder, rbuf)) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return None,
+    };
+    match first {
+        Err(_) => {
+            tracing::debug!(
+                "closed: no CONNECT within {}s (limits.connect_timeout_secs)",
+                ctx.broker.config.limits.connect_timeout_secs
+            );
+            None
+        }
+        Ok(Err(ReadError::Io(e))) => {
+            tracing::debug!("closed before CONNECT: {e}");
+            None
+        }
+        Ok(Err(ReadError::Decode(e, version))) => {
+            refuse_malformed_connect(transport, version, &e).await;
+            None
+        }
+        Ok(Ok(c)) => Some(c),
+    }
+}
+
 enum ReadError {
     Io(io::Error),
     /// The CONNECT did not decode; the version is what its first bytes said, if readable.
@@ -396,12 +428,12 @@ async fn read_connect(
     transport: &mut Transport,
     decoder: &mut Decoder,
     rbuf: &mut BytesMut,
-) -> Result<Connect, ReadError> {
+) -> Result<Box<Connect>, ReadError> {
     loop {
         // Read before decoding: a failed decode has already taken the packet out of the buffer.
         let version = peek_protocol_version(rbuf);
         match decoder.decode(rbuf) {
-            Ok(Some(Packet::Connect(c))) => return Ok(*c),
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
             Ok(Some(_)) => {
                 let e = DecodeError::FirstPacketNotConnect { first_byte: 0 };
                 return Err(ReadError::Decode(e, version));
@@ -461,5 +493,20 @@ struct ConnectionCount(Arc<crate::broker::Tenant>);
 impl Drop for ConnectionCount {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most of an idle connection's memory is its task. tokio adds about 112 bytes to the future
+    /// (header, scheduler handle, id, trailer) and rounds the task up to a multiple of 128
+    /// bytes: a future of at most 272 bytes makes a 384-byte task, 273 makes a 512-byte one.
+    #[test]
+    fn an_idle_connection_task_fits_a_384_byte_tokio_task() {
+        let task = serve(Box::pin(std::future::pending::<Option<Connected>>()));
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 272, "the connection task future is {size} bytes");
     }
 }

@@ -10,15 +10,21 @@ use tokio::time::timeout_at;
 use tracing::Instrument;
 
 use super::ServerContext;
+use super::connection::Connected;
+use super::live::LiveGuard;
 use super::transport::{ConnectionInfo, StreamTransport, Transport};
 use crate::config::ListenerName;
 
-/// Serves one accepted TCP connection to the end.
-pub(crate) async fn serve(
+/// Spawns the task serving one accepted TCP connection to the end.
+///
+/// The task's future lives as long as the connection, so it is kept small: the set-up (transport
+/// layers, CONNECT, CONNACK) is one boxed future that is freed once the client is connected, and
+/// the span is attached only when it is enabled (a disabled span would still take 40 bytes).
+pub(crate) fn spawn(
     stream: TcpStream,
     peer: SocketAddr,
     listener: ListenerName,
-    ctx: Arc<ServerContext>,
+    ctx: &Arc<ServerContext>,
 ) {
     let span = tracing::debug_span!(
         "connection",
@@ -27,20 +33,30 @@ pub(crate) async fn serve(
         tenant = tracing::field::Empty,
         client_id = tracing::field::Empty
     );
-    async move {
-        let _live = ctx.live.enter();
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-        // Boxed: it runs once and would otherwise enlarge every connection task.
-        let Some((transport, info)) = Box::pin(establish(stream, peer, listener, &ctx)).await
-        else {
-            return;
-        };
-        super::connection::run(transport, info, &ctx).await;
+    let live = ctx.live.enter();
+    let setup = Box::pin(setup(stream, peer, listener, Arc::clone(ctx), live));
+    let task = super::connection::serve(setup);
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
     }
-    .instrument(span)
-    .await;
+}
+
+/// Sets the connection up to the point where its client is connected; `None` (logged) when it
+/// was refused, timed out or lost on the way. `live` counts the task until the connection ends.
+async fn setup(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerName,
+    ctx: Arc<ServerContext>,
+    live: LiveGuard,
+) -> Option<Connected> {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    let (transport, info) = establish(stream, peer, listener, &ctx).await?;
+    super::connection::handshake(transport, &info, &ctx, live).await
 }
 
 /// Runs the pre-MQTT layers of `listener`; `None` (logged) when any of them refused or timed out.
@@ -62,7 +78,8 @@ async fn establish(
             connect_deadline: deadline,
         };
         if ctx.proxy_protocol.contains(&listener) {
-            match crate::proxy::read_header(&mut stream, timeout_secs).await {
+            // Boxed: only PROXY listeners need this large future.
+            match Box::pin(crate::proxy::read_header(&mut stream, timeout_secs)).await {
                 Ok(header) => {
                     if let Some(source) = header.source {
                         info.peer = source;
@@ -75,40 +92,11 @@ async fn establish(
             }
         }
         tracing::Span::current().record("peer", tracing::field::display(info.peer));
-        let max_packet = ctx.broker.config.limits.max_packet_size;
-        let websocket = &ctx.broker.config.websocket;
         let transport = match listener {
             ListenerName::Mqtt => Transport::Tcp(stream),
-            ListenerName::Ws => {
-                let ws = crate::ws::accept(stream, websocket, max_packet)
-                    .await
-                    .map_err(|e| tracing::info!("WebSocket upgrade refused: {e}"))
-                    .ok()?;
-                info.host = ws.host;
-                Transport::Layered(ws.transport)
-            }
-            ListenerName::Mqtts | ListenerName::Wss => {
-                let Some(tls) = &ctx.tls else {
-                    tracing::error!("TLS listener without TLS settings");
-                    return None;
-                };
-                let accepted = tls
-                    .accept(stream)
-                    .await
-                    .map_err(|e| tracing::info!("TLS handshake refused: {e}"))
-                    .ok()?;
-                info.sni = accepted.sni;
-                info.client_cert = accepted.client_cert;
-                if listener == ListenerName::Mqtts {
-                    Transport::Layered(Box::new(StreamTransport(accepted.stream)))
-                } else {
-                    let ws = crate::ws::accept(accepted.stream, websocket, max_packet)
-                        .await
-                        .map_err(|e| tracing::info!("WebSocket upgrade refused: {e}"))
-                        .ok()?;
-                    info.host = ws.host;
-                    Transport::Layered(ws.transport)
-                }
+            // Boxed: TLS and WebSocket set-up are large futures that plain TCP should not carry.
+            ListenerName::Ws | ListenerName::Mqtts | ListenerName::Wss => {
+                Box::pin(layered(stream, &mut info, ctx)).await?
             }
         };
         Some((transport, info))
@@ -120,4 +108,45 @@ async fn establish(
             None
         }
     }
+}
+
+/// TLS and/or WebSocket over `stream`, as `info.listener` asks; records SNI, client certificate
+/// and Host in `info`.
+async fn layered(
+    stream: TcpStream,
+    info: &mut ConnectionInfo,
+    ctx: &ServerContext,
+) -> Option<Transport> {
+    let max_packet = ctx.broker.config.limits.max_packet_size;
+    let websocket = &ctx.broker.config.websocket;
+    if info.listener == ListenerName::Ws {
+        let ws = crate::ws::accept(stream, websocket, max_packet)
+            .await
+            .map_err(|e| tracing::info!("WebSocket upgrade refused: {e}"))
+            .ok()?;
+        info.host = ws.host;
+        return Some(Transport::Layered(ws.transport));
+    }
+    let Some(tls) = &ctx.tls else {
+        tracing::error!("TLS listener without TLS settings");
+        return None;
+    };
+    let accepted = tls
+        .accept(stream)
+        .await
+        .map_err(|e| tracing::info!("TLS handshake refused: {e}"))
+        .ok()?;
+    info.sni = accepted.sni;
+    info.client_cert = accepted.client_cert;
+    if info.listener == ListenerName::Mqtts {
+        return Some(Transport::Layered(Box::new(StreamTransport(
+            accepted.stream,
+        ))));
+    }
+    let ws = crate::ws::accept(accepted.stream, websocket, max_packet)
+        .await
+        .map_err(|e| tracing::info!("WebSocket upgrade refused: {e}"))
+        .ok()?;
+    info.host = ws.host;
+    Some(Transport::Layered(ws.transport))
 }

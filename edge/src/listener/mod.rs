@@ -45,9 +45,7 @@ pub(crate) async fn run(listener: TcpListener, name: ListenerName, ctx: Arc<Serv
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                tokio::spawn(establish::serve(stream, peer, name, Arc::clone(&ctx)));
-            }
+            Ok((stream, peer)) => establish::spawn(stream, peer, name, &ctx),
             Err(e) => {
                 // Typically EMFILE: out of file descriptors. Back off instead of spinning.
                 tracing::warn!(listener = %name, "accept failed: {e}; is the open-file limit (ulimit -n) too low?");

@@ -30,10 +30,10 @@ impl InboundAliases {
     }
 }
 
-/// Aliases we assign towards the client.
-#[derive(Debug)]
+/// Aliases we assign towards the client. Allocated on first use only; the maximum is passed to
+/// every call (it is fixed for the connection) rather than kept here.
+#[derive(Debug, Default)]
 pub(crate) struct OutboundAliases {
-    maximum: u16,
     state: Option<Box<OutboundState>>,
 }
 
@@ -56,26 +56,18 @@ pub(crate) enum AliasUse {
 }
 
 impl OutboundAliases {
-    /// Aliases up to `maximum` (0 turns them off).
-    pub(crate) fn new(maximum: u16) -> Self {
-        Self {
-            maximum,
-            state: None,
-        }
-    }
-
-    /// Chooses how to send `topic`.
-    pub(crate) fn resolve(&mut self, topic: &TopicName) -> AliasUse {
-        if self.maximum == 0 {
+    /// Chooses how to send `topic`, with aliases up to `maximum` (0 turns them off).
+    pub(crate) fn resolve(&mut self, topic: &TopicName, maximum: u16) -> AliasUse {
+        if maximum == 0 {
             return AliasUse::None;
         }
         let st = self.state.get_or_insert_with(Default::default);
         if let Some(&alias) = st.by_topic.get(topic) {
             return AliasUse::Reuse(alias);
         }
-        if st.by_alias.len() < usize::from(self.maximum) {
+        if st.by_alias.len() < usize::from(maximum) {
             st.by_alias.push(topic.clone());
-            let alias = u16::try_from(st.by_alias.len()).unwrap_or(self.maximum);
+            let alias = u16::try_from(st.by_alias.len()).unwrap_or(maximum);
             st.by_topic.insert(topic.clone(), alias);
             return AliasUse::Establish(alias);
         }
@@ -83,7 +75,7 @@ impl OutboundAliases {
         st.next_victim = victim + 1;
         let old = std::mem::replace(&mut st.by_alias[victim], topic.clone());
         st.by_topic.remove(&old);
-        let alias = u16::try_from(victim + 1).unwrap_or(self.maximum);
+        let alias = u16::try_from(victim + 1).unwrap_or(maximum);
         st.by_topic.insert(topic.clone(), alias);
         AliasUse::Establish(alias)
     }
@@ -99,19 +91,20 @@ mod tests {
 
     #[test]
     fn outbound_aliases_are_established_then_reused_then_recycled() {
-        let mut a = OutboundAliases::new(2);
-        assert_eq!(a.resolve(&t("a")), AliasUse::Establish(1));
-        assert_eq!(a.resolve(&t("a")), AliasUse::Reuse(1));
-        assert_eq!(a.resolve(&t("b")), AliasUse::Establish(2));
-        assert_eq!(a.resolve(&t("c")), AliasUse::Establish(1));
-        assert_eq!(a.resolve(&t("a")), AliasUse::Establish(2));
-        assert_eq!(a.resolve(&t("c")), AliasUse::Reuse(1));
+        let mut a = OutboundAliases::default();
+        assert_eq!(a.resolve(&t("a"), 2), AliasUse::Establish(1));
+        assert_eq!(a.resolve(&t("a"), 2), AliasUse::Reuse(1));
+        assert_eq!(a.resolve(&t("b"), 2), AliasUse::Establish(2));
+        assert_eq!(a.resolve(&t("c"), 2), AliasUse::Establish(1));
+        assert_eq!(a.resolve(&t("a"), 2), AliasUse::Establish(2));
+        assert_eq!(a.resolve(&t("c"), 2), AliasUse::Reuse(1));
     }
 
     #[test]
     fn outbound_aliases_are_off_when_the_client_allows_none() {
-        let mut a = OutboundAliases::new(0);
-        assert_eq!(a.resolve(&t("a")), AliasUse::None);
+        let mut a = OutboundAliases::default();
+        assert_eq!(a.resolve(&t("a"), 0), AliasUse::None);
+        assert!(a.state.is_none());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! the session, and builds the CONNACK with the limits this server enforces.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytestring::ByteString;
 use stratus_codec::{ConnAck, ConnAckProperties, Connect, ProtocolVersion, ReasonCode};
@@ -141,14 +140,35 @@ pub(crate) fn accept(
                 limits,
                 now,
             ) {
-                // Kept until the connection ends: compact it out of the read buffer.
-                Ok(msg) => Some(PendingWill {
-                    msg: Arc::new(msg).compacted(),
-                    delay_secs,
-                    expiry_secs,
-                    client_id: client_id.clone(),
-                    username: principal.username.clone(),
-                }),
+                Ok(msg) => {
+                    // A token's topic grants cannot change while the connection lasts, so a will
+                    // they do not cover is refused now (the tenant's rules, which can change,
+                    // are checked when the will is published).
+                    let who = stratus_policy::Identity {
+                        tenant: tenant.id.as_str(),
+                        client_id: &client_id,
+                        username: principal.username.as_deref(),
+                    };
+                    if let Some(grants) = &principal.grants
+                        && !grants.allows_publish(&msg.topic, &who)
+                    {
+                        return Err(Refusal::with(
+                            ReasonCode::NotAuthorized,
+                            format!(
+                                "the client's token does not allow its will topic {}",
+                                msg.topic
+                            ),
+                        ));
+                    }
+                    // Kept until the connection ends: compact it out of the read buffer.
+                    Some(PendingWill {
+                        msg: Arc::new(msg).compacted(),
+                        delay_secs,
+                        expiry_secs,
+                        client_id: client_id.clone(),
+                        username: principal.username.clone(),
+                    })
+                }
                 Err(PublishError { reason, why }) => {
                     let why = format!("invalid will: {why}");
                     return Err(if v5 {
@@ -166,7 +186,7 @@ pub(crate) fn accept(
         .attach(
             tenant,
             AttachRequest {
-                client_id: client_id.clone(),
+                client_id,
                 clean_start: connect.clean_start,
                 expiry_secs,
                 will,
@@ -201,7 +221,6 @@ pub(crate) fn accept(
         reason: ReasonCode::Success,
         properties: props,
     };
-    let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
     let engine = Engine::new(
         Arc::clone(broker),
         Arc::clone(tenant),

@@ -77,19 +77,36 @@ pub(crate) enum Flow {
     Close(Close),
 }
 
-/// Counters batched per I/O cycle before they reach the tenant's shared counters.
+/// Counters batched per I/O cycle before they reach the tenant's shared counters (flushed after
+/// every poll, so 32 bits are plenty).
 #[derive(Debug, Default)]
 pub(super) struct LocalStats {
-    pub(super) messages_received: u64,
-    pub(super) messages_sent: u64,
-    pub(super) messages_dropped: u64,
+    pub(super) messages_received: u32,
+    pub(super) messages_sent: u32,
+    pub(super) messages_dropped: u32,
 }
 
 /// Most output buffered before the engine stops producing more (reading and draining resume once
 /// the socket took it).
 pub(crate) const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
-/// One connected client.
+/// State most connections never use, allocated on first use: inline it would take 48 bytes of
+/// every idle connection.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    /// When the client's credential expires (a JWT's `exp`): the connection is closed then.
+    credential_expires: Option<Instant>,
+    /// Reading is paused since then because a subscriber is congested (see
+    /// `broker/congestion.rs`).
+    paused_since: Option<Instant>,
+    pub(super) inbound_aliases: InboundAliases,
+    pub(super) outbound_aliases: OutboundAliases,
+}
+
+/// One connected client. It lives inside the connection task for as long as the client is
+/// connected, so its size is part of every idle connection's memory (see the size test in
+/// `listener/connection.rs`): keep rarely used state behind a pointer ([`Extras`], output
+/// buffers).
 #[derive(Debug)]
 pub(crate) struct Engine {
     pub(super) broker: Arc<Broker>,
@@ -98,28 +115,23 @@ pub(crate) struct Engine {
     pub(super) generation: u64,
     pub(super) control: Arc<ConnControl>,
     pub(super) version: ProtocolVersion,
-    pub(super) keep_alive: Option<Duration>,
+    /// Keep-alive in seconds (0: none).
+    pub(super) keep_alive: u16,
     pub(super) last_received: Instant,
     pub(super) client: ClientLimits,
-    pub(super) inbound_aliases: InboundAliases,
-    pub(super) outbound_aliases: OutboundAliases,
+    /// Credential expiry, publisher pause, topic aliases; `None` until one is needed.
+    extras: Option<Box<Extras>>,
+    /// Output, with the inbound QoS 1/2 acknowledgements the store holds back.
     pub(super) out: Output,
     pub(super) committed: Ticket,
     /// The ticket this task asked the store to be woken for.
     pub(super) awaited_ticket: Ticket,
-    /// Tickets of QoS 1/2 acknowledgements held back by the store, oldest first.
-    pub(super) held_acks: std::collections::VecDeque<Ticket>,
     pub(super) connect_expiry: u32,
     /// Who the client authenticated as.
     pub(super) principal: Arc<Principal>,
-    /// When its credential expires (a JWT's `exp`): the connection is closed then.
-    pub(super) credential_expires: Option<Instant>,
     pub(super) stats: LocalStats,
     /// More queued messages could be sent once output drains.
     pub(super) more_to_drain: bool,
-    /// Reading is paused since then because a subscriber is congested (see
-    /// `broker/congestion.rs`).
-    pub(super) paused_since: Option<Instant>,
     resend_on_start: bool,
 }
 
@@ -132,22 +144,26 @@ impl Engine {
         attached: Attached,
         control: Arc<ConnControl>,
         version: ProtocolVersion,
-        keep_alive: Option<Duration>,
+        keep_alive: u16,
         client: ClientLimits,
         connect_expiry: u32,
         principal: Arc<Principal>,
         now: Instant,
     ) -> Self {
-        let outbound_aliases = if version.is_v5() {
-            OutboundAliases::new(
-                client
-                    .topic_alias_maximum
-                    .min(broker.config.limits.outbound_topic_aliases),
-            )
-        } else {
-            OutboundAliases::new(0)
-        };
         let committed = broker.store.committed();
+        // The credential's expiry as a deadline on the connection's clock.
+        let credential_expires = principal.expires_at.map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            now + left
+        });
+        let extras = credential_expires.map(|at| {
+            Box::new(Extras {
+                credential_expires: Some(at),
+                ..Extras::default()
+            })
+        });
         Self {
             broker,
             tenant,
@@ -158,23 +174,14 @@ impl Engine {
             keep_alive,
             last_received: now,
             client,
-            inbound_aliases: InboundAliases::default(),
-            outbound_aliases,
+            extras,
             out: Output::default(),
             committed,
             awaited_ticket: 0,
-            held_acks: std::collections::VecDeque::new(),
             connect_expiry,
-            credential_expires: principal.expires_at.map(|at| {
-                let left = at
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or(Duration::ZERO);
-                now + left
-            }),
             principal,
             stats: LocalStats::default(),
             more_to_drain: true,
-            paused_since: None,
             resend_on_start: attached.session_present,
         }
     }
@@ -182,6 +189,43 @@ impl Engine {
     /// The connection's wake/kick handle.
     pub(crate) fn control(&self) -> &Arc<ConnControl> {
         &self.control
+    }
+
+    /// Makes sure the connection is woken when `deadline` (from [`Engine::deadline`]) is due.
+    pub(crate) fn arm_alarm(&self, deadline: Instant, now: Instant) {
+        self.broker.alarms.arm(&self.control, deadline, now);
+    }
+
+    /// The rarely used state, allocated now if it was not yet.
+    pub(super) fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Since when reading is paused for a congested subscriber, if it is.
+    pub(super) fn paused_since(&self) -> Option<Instant> {
+        self.extras.as_ref().and_then(|e| e.paused_since)
+    }
+
+    /// Pauses reading (see `broker/congestion.rs`) from `now`.
+    pub(super) fn pause_reading(&mut self, now: Instant) {
+        self.extras().paused_since = Some(now);
+    }
+
+    /// Ends a pause of reading, if any.
+    fn resume_reading(&mut self) {
+        if let Some(e) = &mut self.extras {
+            e.paused_since = None;
+        }
+    }
+
+    /// The topic the client mapped `alias` to, if it did.
+    pub(super) fn inbound_alias(&self, alias: u16) -> Option<&stratus_topics::TopicName> {
+        self.extras.as_ref()?.inbound_aliases.get(alias)
+    }
+
+    /// When the client's credential expires, if it does.
+    fn credential_expires(&self) -> Option<Instant> {
+        self.extras.as_ref().and_then(|e| e.credential_expires)
     }
 
     /// Writes CONNACK, resends what a resumed session had in flight, and sends what is queued.
@@ -267,7 +311,7 @@ impl Engine {
     /// Called when woken: closes if kicked, otherwise sends what was queued (and resumes reading
     /// if a congested subscriber drained).
     pub(crate) fn on_wake(&mut self, now: Instant) -> Flow {
-        self.paused_since = None;
+        self.resume_reading();
         if let Some(reason) = self.control.kicked() {
             return Flow::Close(Close {
                 send: Some(reason),
@@ -288,12 +332,20 @@ impl Engine {
     /// The next deadline: 1.5 times the keep-alive after the last packet received, or the
     /// credential's expiry, whichever is first.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let keep_alive = self.keep_alive.map(|ka| self.last_received + ka + ka / 2);
-        let pause_ends = self.paused_since.map(|at| at + self.max_pause());
-        [keep_alive, self.credential_expires, pause_ends]
+        let keep_alive = self.keep_alive_deadline();
+        let pause_ends = self.paused_since().map(|at| at + self.max_pause());
+        [keep_alive, self.credential_expires(), pause_ends]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// 1.5 times the keep-alive after the last packet received ([MQTT-3.1.2-22]).
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        (self.keep_alive > 0).then(|| {
+            let ka = Duration::from_secs(u64::from(self.keep_alive));
+            self.last_received + ka + ka / 2
+        })
     }
 
     fn max_pause(&self) -> Duration {
@@ -303,18 +355,18 @@ impl Engine {
     /// Called when the deadline passed.
     pub(crate) fn on_deadline(&mut self, now: Instant) -> Flow {
         if self
-            .paused_since
+            .paused_since()
             .is_some_and(|at| now >= at + self.max_pause())
         {
-            self.paused_since = None;
+            self.resume_reading();
         }
-        if self.credential_expires.is_some_and(|at| now >= at) {
+        if self.credential_expires().is_some_and(|at| now >= at) {
             return Flow::Close(Close::violation(
                 ReasonCode::NotAuthorized,
                 "the client's token expired",
             ));
         }
-        match self.keep_alive.map(|ka| self.last_received + ka + ka / 2) {
+        match self.keep_alive_deadline() {
             Some(deadline) if now >= deadline => Flow::Close(Close::violation(
                 ReasonCode::KeepAliveTimeout,
                 "no packet within 1.5 times the keep-alive [MQTT-3.1.2-22]",
@@ -360,9 +412,6 @@ impl Engine {
     fn on_committed(&mut self, ticket: Ticket) {
         self.committed = ticket;
         self.out.release(ticket);
-        while self.held_acks.front().is_some_and(|t| *t <= ticket) {
-            self.held_acks.pop_front();
-        }
     }
 
     /// Bytes ready to be written.
@@ -379,8 +428,13 @@ impl Engine {
     /// many acknowledgements are held back by the store).
     pub(crate) fn wants_input(&self) -> bool {
         self.out.pending_bytes() < OUTPUT_HIGH_WATER
-            && self.held_acks.len() < usize::from(self.broker.config.limits.receive_maximum)
-            && self.paused_since.is_none()
+            && self.out.held_acks() < usize::from(self.broker.config.limits.receive_maximum)
+            && self.paused_since().is_none()
+    }
+
+    /// Frees the output buffers when nothing is pending (the connection is going idle).
+    pub(crate) fn release_idle_buffers(&mut self) {
+        self.out.release_if_idle();
     }
 
     /// Whether draining should run again once output was written.
@@ -393,18 +447,10 @@ impl Engine {
         let s = &self.tenant.stats;
         TenantStats::add(&s.bytes_received, bytes_received);
         TenantStats::add(&s.bytes_sent, bytes_sent);
-        TenantStats::add(
-            &s.messages_received,
-            std::mem::take(&mut self.stats.messages_received),
-        );
-        TenantStats::add(
-            &s.messages_sent,
-            std::mem::take(&mut self.stats.messages_sent),
-        );
-        TenantStats::add(
-            &s.messages_dropped,
-            std::mem::take(&mut self.stats.messages_dropped),
-        );
+        let local = std::mem::take(&mut self.stats);
+        TenantStats::add(&s.messages_received, u64::from(local.messages_received));
+        TenantStats::add(&s.messages_sent, u64::from(local.messages_sent));
+        TenantStats::add(&s.messages_dropped, u64::from(local.messages_dropped));
     }
 
     /// Encodes the final DISCONNECT (5.0) after the ready output, dropping held output. The

@@ -14,7 +14,7 @@ use crate::store::{StoreOp, Ticket};
 impl Engine {
     pub(super) fn on_publish(&mut self, p: Publish, now: Instant) -> Flow {
         let v5 = self.version.is_v5();
-        self.stats.messages_received += 1;
+        self.stats.messages_received = self.stats.messages_received.saturating_add(1);
         let packet_id = p.packet_id;
         if v5
             && p.qos != QoS::AtMostOnce
@@ -35,7 +35,7 @@ impl Engine {
                 ));
             }
             if topic.is_empty() {
-                match self.inbound_aliases.get(alias.get()) {
+                match self.inbound_alias(alias.get()) {
                     Some(t) => topic = t.clone().into_inner(),
                     None => {
                         return Flow::Close(Close::violation(
@@ -46,7 +46,7 @@ impl Engine {
                 }
             } else {
                 match stratus_topics::TopicName::new(topic.clone()) {
-                    Ok(t) => self.inbound_aliases.set(alias.get(), t),
+                    Ok(t) => self.extras().inbound_aliases.set(alias.get(), t),
                     Err(e) => {
                         return Flow::Close(Close::violation(
                             ReasonCode::TopicNameInvalid,
@@ -143,10 +143,10 @@ impl Engine {
             Some(&self.control),
         ) {
             Ok(routed) => {
-                if routed.congested && self.paused_since.is_none() {
+                if routed.congested && self.paused_since().is_none() {
                     // A subscriber's queue is filling up: stop reading until it drains (it
                     // wakes us) or the pause limit passes.
-                    self.paused_since = Some(now);
+                    self.pause_reading(now);
                 }
                 let reason = if v5 && routed.matched == 0 {
                     ReasonCode::NoMatchingSubscribers
@@ -252,8 +252,8 @@ impl Engine {
     pub(super) fn send_ack(&mut self, packet: Packet, ticket: Ticket, counts: bool) {
         let version = self.version;
         if counts && (ticket > self.committed || self.out.waiting_for().is_some()) {
-            self.held_acks
-                .push_back(ticket.max(self.out.waiting_for().unwrap_or(0)));
+            let held_until = ticket.max(self.out.waiting_for().unwrap_or(0));
+            self.out.hold_ack(held_until);
         }
         let packet = self.within_client_limit(packet);
         self.out
@@ -262,6 +262,6 @@ impl Engine {
 
     /// QoS 1/2 messages from the client not yet fully acknowledged by us.
     fn inbound_in_flight(&self) -> usize {
-        self.held_acks.len() + self.session.state.lock().incoming_qos2.len()
+        self.out.held_acks() + self.session.state.lock().incoming_qos2.len()
     }
 }

@@ -42,7 +42,7 @@ impl Engine {
                 self.delete_stored(d.seq);
             }
             if d.msg.is_expired(now) || (check && !self.may_receive(&access, &d)) {
-                self.stats.messages_dropped += 1;
+                self.stats.messages_dropped = self.stats.messages_dropped.saturating_add(1);
                 continue;
             }
             self.write_publish(&d, None, false, 0, now);
@@ -56,7 +56,7 @@ impl Engine {
                 || !self.fits(&d, now)
                 || (check && !self.may_receive(&access, &d))
             {
-                self.stats.messages_dropped += 1;
+                self.stats.messages_dropped = self.stats.messages_dropped.saturating_add(1);
                 if d.seq != 0 {
                     self.delete_stored(d.seq);
                 }
@@ -131,7 +131,8 @@ impl Engine {
             for seq in withheld {
                 self.delete_stored(seq);
             }
-            self.stats.messages_dropped += (before - st.inflight.len()) as u64;
+            let withdrawn = u32::try_from(before - st.inflight.len()).unwrap_or(u32::MAX);
+            self.stats.messages_dropped = self.stats.messages_dropped.saturating_add(withdrawn);
         }
         for i in &st.inflight {
             match i.state {
@@ -208,11 +209,21 @@ impl Engine {
         now: Instant,
     ) {
         if packet_id.is_none() && !self.fits(d, now) {
-            self.stats.messages_dropped += 1;
+            self.stats.messages_dropped = self.stats.messages_dropped.saturating_add(1);
             return;
         }
         let alias = if self.version.is_v5() {
-            self.outbound_aliases.resolve(&d.msg.topic)
+            let maximum = self
+                .client
+                .topic_alias_maximum
+                .min(self.broker.config.limits.outbound_topic_aliases);
+            if maximum == 0 {
+                AliasUse::None
+            } else {
+                self.extras()
+                    .outbound_aliases
+                    .resolve(&d.msg.topic, maximum)
+            }
         } else {
             AliasUse::None
         };
@@ -220,7 +231,7 @@ impl Engine {
         let version = self.version;
         self.out
             .push(ticket, self.committed, |buf| encode(&packet, version, buf));
-        self.stats.messages_sent += 1;
+        self.stats.messages_sent = self.stats.messages_sent.saturating_add(1);
     }
 
     pub(super) fn on_puback(&mut self, ack: Ack, now: Instant) -> Flow {

@@ -2,7 +2,6 @@
 //! fails its own SUBACK entry in 5.0; 3.1.1 closes the connection for a malformed filter), the
 //! SUBACK is written, and then retained messages for the new subscriptions are queued after it.
 
-use bytestring::ByteString;
 use stratus_codec::{
     AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
@@ -22,11 +21,11 @@ impl Engine {
         };
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
+        let mut denied = Vec::new();
         for request in s.filters {
-            // Kept for the subscription's lifetime: copy it out of the read buffer, which it
-            // would otherwise pin.
-            let raw = ByteString::from(&*request.filter);
-            let spec = match FilterSpec::parse(raw.clone()) {
+            // The parsed filter is only looked at here (a slice of the read buffer); what the
+            // session keeps is the copy below, which does not pin the buffer.
+            let spec = match FilterSpec::parse(request.filter.clone()) {
                 Ok(spec) => spec,
                 Err(e) => {
                     if !v5 {
@@ -66,11 +65,12 @@ impl Engine {
                     decided_by = ?decision.decided_by,
                     "SUBSCRIBE denied by the access rules"
                 );
-                reasons.push(ReasonCode::NotAuthorized);
+                reasons.push(self.broker.config.access.subscribe_denied.reason_code());
+                denied.push(request.filter.to_string());
                 continue;
             }
             let sub = SessionSubscription {
-                raw,
+                raw: Box::from(&*request.filter),
                 options: request.options,
                 id: s.properties.subscription_identifier,
             };
@@ -86,11 +86,25 @@ impl Engine {
             }
         }
         let version = self.version;
+        let properties = if denied.is_empty() {
+            AckProperties::default()
+        } else {
+            let mut why = format!("not authorized: {}", denied.join(", "));
+            if why.len() > MAX_REASON_STRING {
+                let mut end = MAX_REASON_STRING;
+                while !why.is_char_boundary(end) {
+                    end -= 1;
+                }
+                why.truncate(end);
+            }
+            self.problem(why)
+        };
         let packet = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
-            properties: AckProperties::default(),
+            properties,
             reasons,
         });
+        let packet = self.within_client_limit(packet);
         self.out
             .push(0, self.committed, |buf| encode(&packet, version, buf));
         for (sub, existed) in added {
@@ -127,6 +141,9 @@ impl Engine {
         Flow::Continue
     }
 }
+
+/// Longest reason string a SUBACK carries (the denied filters are listed up to this length).
+const MAX_REASON_STRING: usize = 256;
 
 fn granted(qos: QoS) -> ReasonCode {
     match qos {
