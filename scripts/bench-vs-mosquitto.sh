@@ -10,7 +10,9 @@
 #
 # Usage: scripts/bench-vs-mosquitto.sh [--quick] [--rounds N] [OUTPUT.md]
 #   --quick     one round, short runs (about 2 minutes instead of 10-15)
-#   OUTPUT.md   where the markdown table goes (default bench-results.md); it is also printed
+#   OUTPUT.md   where the markdown table goes (default bench-results.md); it is also printed. A
+#               file holding the markers <!-- bench:begin --> and <!-- bench:end --> (as
+#               BENCHMARKS.md does) keeps everything outside them: only the results are replaced.
 # Environment: CARGO_TARGET_DIR (default /var/tmp/stratus-target), STRATUS_BENCH_KEEP=1 keeps the
 # raw JSON results and logs (their directory is printed).
 set -euo pipefail
@@ -316,6 +318,15 @@ AWS IoT Core charges $1.00 per million messages (up to 5 KB each, counted in and
 | Throughput run | Stratus CPU s / M msgs | Stratus $ / M msgs | Mosquitto CPU s / M msgs | Mosquitto $ / M msgs |
 |---|---|---|---|---|
 """ + "\n".join(cost_rows) + "\n"
+begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+try:
+    previous = open(out).read()
+except OSError:
+    previous = ""
+if begin in previous and end in previous:
+    head, rest = previous.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    text = head + begin + "\n" + text.replace("# Stratus vs Mosquitto", "### Stratus vs Mosquitto", 1) + end + tail
 open(out, "w").write(text)
 print(text)
 PY
