@@ -7,7 +7,7 @@ use stratus_control_plane::{
     ApiKeyScope, DevicePatch, NewAclRule, NewApiKey, NewDevice, NewJwtKey, NewTenant, PageRequest,
     RuleAction, RuleEffect, StoreError, TenantPatch, TenantStatus, hash_password,
 };
-use stratus_model::{ChangeEvent, TenantId};
+use stratus_model::{ChangeEvent, Directory, TenantId};
 use support::{RSA_2048_PEM, TestDb};
 
 fn tid(slug: &str) -> TenantId {
@@ -46,7 +46,83 @@ backend_tests!(
     directory_reads_tenant_rules_and_jwt_keys,
     every_mutation_emits_its_change_event,
     api_keys_authenticate_until_revoked,
+    client_id_claims_follow_every_device_write_at_once,
 );
+
+/// The claim lookup the edge runs on every CONNECT sees each device write as soon as the write
+/// returns (SQLite remembers tenants without bindings; every write must make it forget).
+async fn client_id_claims_follow_every_device_write_at_once(db: &TestDb) {
+    let store = db.cp.store();
+    let acme = with_tenant(db, "acme").await;
+    let claimants = |id: &'static str| {
+        let acme = acme.clone();
+        async move {
+            store
+                .devices_claiming_client_id(&acme, id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // No device binds anything: asked twice (the second answer may come from memory).
+    let plain = store.create_device(&acme, &device("plain")).await.unwrap();
+    assert!(claimants("c-1").await.is_empty());
+    assert!(claimants("c-1").await.is_empty());
+    // Binding by update, by creation, by pattern; unbinding by update and deletion.
+    let patch = DevicePatch {
+        client_id: Some(Some("c-1".to_owned())),
+        ..DevicePatch::default()
+    };
+    store.update_device(&acme, &plain.id, &patch).await.unwrap();
+    assert_eq!(claimants("c-1").await, vec![plain.id.clone()]);
+    let unbind = DevicePatch {
+        client_id: Some(None),
+        ..DevicePatch::default()
+    };
+    store
+        .update_device(&acme, &plain.id, &unbind)
+        .await
+        .unwrap();
+    assert!(claimants("c-1").await.is_empty());
+    assert!(claimants("c-1").await.is_empty());
+    let bound = store
+        .create_device(
+            &acme,
+            &NewDevice {
+                client_id: Some("c-2".to_owned()),
+                ..device("bound")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimants("c-2").await, vec![bound.id.clone()]);
+    store.delete_device(&acme, &bound.id).await.unwrap();
+    assert!(claimants("c-2").await.is_empty());
+    assert!(claimants("c-9").await.is_empty());
+    let pattern = store
+        .create_device(
+            &acme,
+            &NewDevice {
+                client_id_pattern: Some("s-*".to_owned()),
+                ..device("pattern")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimants("s-9").await, vec![pattern.id.clone()]);
+    // Deleting and recreating the tenant starts from nothing.
+    store.delete_tenant(&acme).await.unwrap();
+    let acme = with_tenant(db, "acme").await;
+    assert!(
+        store
+            .devices_claiming_client_id(&acme, "s-9")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
 
 async fn tenants_round_trip_through_create_get_list_update_delete(db: &TestDb) {
     let store = db.cp.store();

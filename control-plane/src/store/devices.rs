@@ -106,6 +106,7 @@ impl Store {
         tenant: &TenantId,
         new: &NewDevice,
     ) -> Result<Device, StoreError> {
+        let _claims = self.device_write(tenant);
         const SQL: &str = concat!(
             "INSERT INTO devices (id, tenant, name, client_id, client_id_pattern, username, ",
             "password_hash, jwt, cert_fingerprint, cert_subject, enabled, created_at, updated_at) ",
@@ -177,6 +178,7 @@ impl Store {
         id: &str,
         patch: &DevicePatch,
     ) -> Result<Option<Device>, StoreError> {
+        let _claims = self.device_write(tenant);
         const SQL: &str = concat!(
             "UPDATE devices SET ",
             "name = CASE WHEN $3 THEN $4 ELSE name END, ",
@@ -231,6 +233,7 @@ impl Store {
 
     /// Deletes a device; false when the tenant has no such device.
     pub async fn delete_device(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let _claims = self.device_write(tenant);
         let deleted = on_pool!(self, db => sqlx::query(
             "DELETE FROM devices WHERE tenant = $1 AND id = $2",
         )

@@ -66,6 +66,18 @@ impl Store {
         rows.into_iter().map(DeviceRow::into_record).collect()
     }
 
+    /// Whether any device of the tenant binds a client id or a client-id pattern.
+    async fn binds_client_ids(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let any = on_pool!(self, db => sqlx::query_scalar::<_, String>(
+            "SELECT id FROM devices WHERE tenant = $1 \
+             AND (client_id IS NOT NULL OR client_id_pattern IS NOT NULL) LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(db)
+        .await)?;
+        Ok(any.is_some())
+    }
+
     /// The tenant as the edge needs it.
     pub async fn tenant_record(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         Ok(self.tenant(id).await?.map(|t| TenantRecord {
@@ -149,10 +161,21 @@ impl Directory for Store {
             " FROM devices WHERE tenant = $1 AND (client_id = $2 OR client_id_pattern IS NOT NULL) \
              ORDER BY id"
         );
+        let cache = self.claim_cache();
+        if cache.is_some_and(|c| c.is_unbound(tenant)) {
+            return Ok(Vec::new());
+        }
+        let generation = cache.map(|c| c.generation());
         let found = self
             .device_where(SQL, tenant, client_id)
             .await
             .map_err(unavailable)?;
+        if let (Some(cache), Some(generation)) = (cache, generation)
+            && found.is_empty()
+            && !self.binds_client_ids(tenant).await.map_err(unavailable)?
+        {
+            cache.remember_unbound(tenant, generation);
+        }
         Ok(found
             .into_iter()
             .filter(|d| d.claims_client_id(client_id))

@@ -8,6 +8,7 @@
 //! where the query runs. Every successful change emits a [`ChangeEvent`] (see [`Store::changes`]).
 
 mod api_keys;
+mod claims;
 mod devices;
 mod directory;
 mod jwt_keys;
@@ -23,6 +24,7 @@ use sqlx::error::ErrorKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use stratus_model::ChangeEvent;
+use stratus_model::TenantId;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -147,6 +149,8 @@ pub(crate) use text_enum;
 pub struct Store {
     pub(crate) pool: Pool,
     events: broadcast::Sender<ChangeEvent>,
+    /// SQLite only: tenants known to have no device binding a client id.
+    claims: Option<claims::ClaimCache>,
 }
 
 impl Store {
@@ -185,7 +189,23 @@ impl Store {
 
     fn with_pool(pool: Pool) -> Self {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Self { pool, events }
+        let claims = matches!(pool, Pool::Sqlite(_)).then(claims::ClaimCache::default);
+        Self {
+            pool,
+            events,
+            claims,
+        }
+    }
+
+    /// Marks a write of the tenant's devices for the claim cache (see `claims.rs`); keep the
+    /// guard until the write is over.
+    pub(crate) fn device_write(&self, tenant: &TenantId) -> Option<claims::WriteGuard<'_>> {
+        self.claims.as_ref().map(|c| c.writing(tenant))
+    }
+
+    /// The claim cache, when this backend keeps one.
+    pub(crate) fn claim_cache(&self) -> Option<&claims::ClaimCache> {
+        self.claims.as_ref()
     }
 
     /// Change events from now on: one per successful change, after it is committed.

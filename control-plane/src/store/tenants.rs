@@ -212,6 +212,7 @@ impl Store {
 
     /// Deletes the tenant and everything it owns; false when it did not exist.
     pub async fn delete_tenant(&self, slug: &TenantId) -> Result<bool, StoreError> {
+        let _claims = self.device_write(slug);
         let deleted = on_pool!(self, db => sqlx::query("DELETE FROM tenants WHERE slug = $1")
             .bind(slug.as_str())
             .execute(db)
