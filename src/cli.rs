@@ -26,6 +26,11 @@ pub(crate) enum Command {
     /// Load-test an MQTT broker (Stratus or any other): throughput, end-to-end latency, loss,
     /// duplicates, connection rate and idle-connection capacity.
     Bench(stratus_bench::BenchArgs),
+    /// Run the control plane on its own (clustered shape): REST API and the edges' directory over
+    /// PostgreSQL, change events to NATS.
+    ControlPlane(crate::cmd_control_plane::ControlPlaneArgs),
+    /// Run one stateless edge of the clustered shape (NATS JetStream, Redis, a control plane).
+    Edge(crate::cmd_edge::EdgeArgs),
 }
 
 /// Flags of `stratus dev`. Each one can also be set with the environment variable shown, and in
@@ -193,6 +198,7 @@ pub(crate) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let services = Services {
         directory: control_plane.plane.directory(),
         http: Some(control_plane.plane.router(&control_plane.admin_token)),
+        cluster: None,
     };
     let server = RunningServer::start(config, services).await?;
     let restored = server.restored();
@@ -257,7 +263,7 @@ pub(crate) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;

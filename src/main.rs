@@ -2,6 +2,8 @@
 //! Everything it runs lives in the library crates; this file only wires configuration to them.
 
 mod cli;
+mod cmd_control_plane;
+mod cmd_edge;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Dev(args) => cli::run_dev(args).await,
             cli::Command::Bench(args) => cli::run_bench(args).await,
+            cli::Command::ControlPlane(args) => cmd_control_plane::run(args).await,
+            cli::Command::Edge(args) => cmd_edge::run(args).await,
         }
     });
     match result {

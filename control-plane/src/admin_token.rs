@@ -1,5 +1,6 @@
-//! The platform operator token of `stratus dev`: generated at first start, kept in
-//! `<data-dir>/admin-token` (mode 0600), read back at every later start.
+//! The platform operator token: generated at first start, kept in a file (mode 0600; for
+//! `stratus dev` `<data-dir>/admin-token`, for `stratus control-plane` `--admin-token-file`), read
+//! back at every later start.
 
 use std::fs;
 use std::io::{self, Write};
@@ -17,12 +18,22 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// with wider permissions is narrowed to 0600. This does blocking file I/O: call it at start-up,
 /// before serving.
 pub fn ensure_admin_token(data_dir: &Path) -> Result<String, Error> {
-    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    fs::create_dir_all(data_dir).map_err(|source| Error::AdminToken {
+        path: data_dir.join(ADMIN_TOKEN_FILE),
+        source,
+    })?;
+    ensure_admin_token_file(&data_dir.join(ADMIN_TOKEN_FILE))
+}
+
+/// The operator token stored in the file at `path`, generated and written (mode 0600) when the
+/// file is missing; its directory must exist. Same format and checks as [`ensure_admin_token`]
+/// (blocking file I/O: call it at start-up).
+pub fn ensure_admin_token_file(path: &Path) -> Result<String, Error> {
+    let path = path.to_path_buf();
     let io_error = |source: io::Error| Error::AdminToken {
         path: path.clone(),
         source,
     };
-    fs::create_dir_all(data_dir).map_err(io_error)?;
     match fs::read_to_string(&path) {
         Ok(text) => {
             restrict_permissions(&path).map_err(io_error)?;
@@ -113,6 +124,16 @@ mod tests {
         );
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_token_file_anywhere_is_created_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operator.token");
+        let first = ensure_admin_token_file(&path).unwrap();
+        assert!(first.starts_with(ADMIN_TOKEN_PREFIX));
+        assert_eq!(ensure_admin_token_file(&path).unwrap(), first);
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{first}\n"));
     }
 
     #[test]

@@ -20,12 +20,14 @@
 //! ```
 //!
 //! Architecture invariants: the control plane never speaks MQTT; the edge reads it only through
-//! [`Directory`] (in process in `stratus dev`) and its change events; an API key never reads or
+//! [`Directory`] (in process in `stratus dev`; over `/internal/v1` and NATS subject
+//! [`stratus_model::CHANGE_SUBJECT`] in the clustered shape) and its change events; an API key never reads or
 //! changes another tenant; secrets (passwords, API key secrets, the operator token) are stored
 //! only as hashes and never logged.
 
 mod admin_token;
 mod api;
+mod events;
 mod password;
 mod secret;
 mod store;
@@ -35,8 +37,9 @@ use std::sync::Arc;
 
 use stratus_model::{Directory, TenantId};
 
-pub use admin_token::{ADMIN_TOKEN_FILE, ensure_admin_token};
+pub use admin_token::{ADMIN_TOKEN_FILE, ensure_admin_token, ensure_admin_token_file};
 pub use api::{AppState, DOCS_PATH, OPENAPI_PATH, openapi, router};
+pub use events::{ChangeForwarder, ForwarderCounts, forward_changes};
 pub use password::{PasswordError, PasswordHash, hash_password};
 pub use secret::Secret;
 pub use store::{
@@ -95,6 +98,18 @@ pub async fn open_postgres(url: &str) -> Result<ControlPlane, Error> {
     })
 }
 
+/// Opens one connection to PostgreSQL at `url` and closes it again: a quick answer to "is the
+/// server reachable and does it accept these credentials" ([`open_postgres`] keeps retrying a
+/// refused connection until its pool's acquire timeout).
+pub async fn check_postgres(url: &str) -> Result<(), Error> {
+    use sqlx::Connection;
+    let connection = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(StoreError::Database)?;
+    connection.close().await.map_err(StoreError::Database)?;
+    Ok(())
+}
+
 impl ControlPlane {
     /// The HTTP API (`/api/v1/...`, `/api/openapi.json`, `/api/docs`) with `admin_token` as the
     /// platform operator token.
@@ -105,6 +120,12 @@ impl ControlPlane {
     /// What the edge reads: tenants, devices, rules, JWT keys and change events.
     pub fn directory(&self) -> Arc<dyn Directory> {
         Arc::clone(&self.store) as Arc<dyn Directory>
+    }
+
+    /// Starts publishing every change event to NATS (subject [`stratus_model::CHANGE_SUBJECT`])
+    /// for the edges of the clustered shape; see [`forward_changes`].
+    pub fn forward_changes_to_nats(&self, nats: async_nats::Client) -> ChangeForwarder {
+        forward_changes(self.store.changes(), nats)
     }
 
     /// The store, for callers that provision without HTTP.

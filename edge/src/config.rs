@@ -254,8 +254,13 @@ pub struct Limits {
     pub max_failed_connects_per_address: u32,
     /// The failed-connect window, in seconds.
     pub failed_connect_window_secs: u64,
-    /// Concurrent connections per tenant (CONNACK 0x97 / 0x03).
+    /// Concurrent connections per tenant (CONNACK 0x97 / 0x03); across all edges in the
+    /// clustered shape.
     pub max_connections_per_tenant: usize,
+    /// CONNECTs of one client id per second (fixed one-second windows; across all edges in the
+    /// clustered shape). Stops two devices sharing a client id from taking the session from each
+    /// other in a loop (CONNACK 0x9F / 0x03).
+    pub max_connects_per_client_id_per_second: u32,
     /// Sessions (online and offline) per tenant (CONNACK 0x97 / 0x03).
     pub max_sessions_per_tenant: usize,
     /// Retained messages per tenant (5.0: PUBACK 0x97; 3.1.1: message dropped and logged).
@@ -287,6 +292,7 @@ impl Default for Limits {
             failed_connect_window_secs: 60,
             outbound_topic_aliases: 64,
             max_connections_per_tenant: 1_000_000,
+            max_connects_per_client_id_per_second: 30,
             max_sessions_per_tenant: 1_000_000,
             max_retained_messages: 1_000_000,
             max_retained_bytes: 1024 * 1024 * 1024,
@@ -455,6 +461,12 @@ impl BrokerConfig {
         }
         if l.connect_timeout_secs == 0 {
             return err("limits.connect_timeout_secs", "must be at least 1 second");
+        }
+        if l.max_connects_per_client_id_per_second == 0 {
+            return err(
+                "limits.max_connects_per_client_id_per_second",
+                "must be at least 1",
+            );
         }
         if l.max_connections_per_tenant == 0 || l.max_sessions_per_tenant == 0 {
             return err(

@@ -1,5 +1,6 @@
-//! The HTTP side of the edge: `GET /healthz` answers 200 while the broker serves and 503 while it
-//! shuts down.
+//! The HTTP side of the edge: `GET /healthz` and `GET /readyz` answer 200 while the broker serves
+//! and 503 while it shuts down. The server is only started once the edge is ready (listeners bound
+//! and, on a clustered edge, NATS, JetStream and Redis reached), so both say the same today.
 
 use axum::Router;
 use axum::extract::State;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 pub(crate) fn router(shutdown: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
         .with_state(shutdown)
 }
 

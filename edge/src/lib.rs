@@ -5,10 +5,12 @@
 //! Code map: [`config`] (typed configuration), `listener` (sockets), `protocol` (per-connection
 //! state machine, no I/O), `broker` (tenants, sessions, routing; synchronous), `store` (durable
 //! state), `auth` (who a client is), `tenancy` (which tenant), `tls`, `ws` and `proxy` (transport
-//! layers), `http` (`/healthz`), [`server`] (assembly and shutdown).
+//! layers), `http` (`/healthz`), [`cluster`] (the clustered shape's backbone: NATS, JetStream,
+//! Redis), [`server`] (assembly and shutdown).
 
 mod access;
 mod broker;
+pub mod cluster;
 pub mod config;
 mod http;
 mod listener;
@@ -22,5 +24,6 @@ mod tls;
 mod ws;
 
 pub use broker::RestoreSummary;
+pub use cluster::{ClusterError, ClusterSettings};
 pub use config::BrokerConfig;
 pub use server::{RunningServer, ServerError, Services};

@@ -40,6 +40,9 @@ pub enum ServerError {
     /// The state store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The edge could not join the cluster (NATS, JetStream or Redis).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A TLS certificate, key or CA could not be used (the broker refuses to start).
     #[error("TLS set-up failed: {0}")]
     Tls(String),
@@ -61,6 +64,9 @@ pub struct Services {
     pub directory: Arc<dyn Directory>,
     /// More routes served on the HTTP listener (the control plane's API in `stratus dev`).
     pub http: Option<axum::Router>,
+    /// The clustered shape (`stratus edge`): join the cluster instead of keeping state in the
+    /// data directory.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl std::fmt::Debug for Services {
@@ -118,15 +124,30 @@ impl RunningServer {
             wss: wss.as_ref().map(|(l, a)| listener::local_addr(l, *a)),
         };
 
-        let data_dir = config.data_dir.clone();
-        let durability = config.store.durability;
-        let (store, snapshot) =
-            tokio::task::spawn_blocking(move || Store::open(&data_dir, durability))
-                .await
-                .map_err(|e| StoreError::Thread(std::io::Error::other(e)))??;
         let config = Arc::new(config);
-        let broker = Arc::new(Broker::new(Arc::clone(&config), store));
-        let restored = broker.restore(snapshot);
+        let mut cluster_tasks = Vec::new();
+        let (broker, restored) = match services.cluster {
+            // The clustered shape keeps nothing on local disk: retained messages go to Redis,
+            // messages through NATS and JetStream.
+            Some(settings) => {
+                let (link, store, ops) = crate::cluster::ClusterLink::connect(settings).await?;
+                let broker = Arc::new(Broker::new(Arc::clone(&config), store));
+                broker.set_cluster(Arc::clone(&link));
+                cluster_tasks = link.start(&broker, ops);
+                (broker, crate::broker::RestoreSummary::default())
+            }
+            None => {
+                let data_dir = config.data_dir.clone();
+                let durability = config.store.durability;
+                let (store, snapshot) =
+                    tokio::task::spawn_blocking(move || Store::open(&data_dir, durability))
+                        .await
+                        .map_err(|e| StoreError::Thread(std::io::Error::other(e)))??;
+                let broker = Arc::new(Broker::new(Arc::clone(&config), store));
+                let restored = broker.restore(snapshot);
+                (broker, restored)
+            }
+        };
         let access = Arc::new(Access::new(
             services.directory,
             config.require_auth,
@@ -137,6 +158,9 @@ impl RunningServer {
                 window: Duration::from_secs(config.limits.failed_connect_window_secs),
             },
         ));
+        if let Some(link) = broker.cluster() {
+            link.liveness.set_access(Arc::clone(&access));
+        }
         // Rules of every tenant with restored state are loaded before anything is delivered or
         // any will goes out; until then a tenant allows nothing.
         broker.tenant(&default_tenant);
@@ -161,12 +185,13 @@ impl RunningServer {
             shutdown: shutdown_rx.clone(),
             live: live.clone(),
         });
-        let mut tasks = vec![
+        let mut tasks = cluster_tasks;
+        tasks.extend([
             tokio::spawn(listener::run(mqtt, ListenerName::Mqtt, Arc::clone(&ctx))),
             tokio::spawn(Arc::clone(&broker).run_timers()),
             tokio::spawn(Arc::clone(&broker).run_alarms()),
             tokio::spawn(Arc::clone(&access).run_revocation(Arc::clone(&broker))),
-        ];
+        ]);
         for (bound, name) in [
             (ws, ListenerName::Ws),
             (mqtts, ListenerName::Mqtts),
@@ -251,6 +276,11 @@ impl RunningServer {
                 remaining = self.live.count(),
                 "some connections did not close in time"
             );
+        }
+        // The wills of the clients just disconnected go out before the lease (and with it the
+        // incarnation's registered wills) is released.
+        if let Some(link) = self.broker.cluster() {
+            link.liveness.shutdown(&self.broker.store).await;
         }
         for task in &self.tasks {
             task.abort();

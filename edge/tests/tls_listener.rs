@@ -257,6 +257,7 @@ async fn expired_certificate_refuses_to_start_naming_the_file() {
     let services = stratus_edge::Services {
         directory: plane.directory(),
         http: None,
+        cluster: None,
     };
     let Err(err) = RunningServer::start(config, services).await else {
         panic!("a broker with an expired certificate started");

@@ -11,6 +11,7 @@ mod context;
 mod devices;
 mod error;
 mod extract;
+mod internal;
 mod jwt_keys;
 mod paths;
 mod responses;
@@ -141,10 +142,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The control plane's HTTP API. Serve it as it is, or merge it into a larger router (it owns
-/// `/api/...` only; `/healthz` belongs to the edge).
+/// `/api/...` and the edges' `/internal/v1/...` (not in the OpenAPI document); `/healthz` belongs to the
+/// edge).
 pub fn router(state: AppState) -> Router {
     let (api, document) = routes().split_for_parts();
-    api.with_state(state)
+    api.merge(internal::routes())
+        .with_state(state)
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, document))
         .fallback(|| async { error::ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })

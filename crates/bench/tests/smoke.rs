@@ -39,6 +39,7 @@ impl Broker {
         let services = Services {
             directory: plane.directory(),
             http: None,
+            cluster: None,
         };
         let running = RunningServer::start(config, services).await.unwrap();
         Self {

@@ -147,7 +147,24 @@ pub struct JwtKeyRecord {
     pub audience: Option<String>,
 }
 
+/// The NATS subject the control plane publishes every [`ChangeEvent`] on (core NATS, one JSON
+/// message per event), and every edge subscribes to.
+pub const CHANGE_SUBJECT: &str = "ctl.changes";
+
 /// Something changed in a tenant; cached answers about it must be dropped.
+///
+/// On NATS ([`CHANGE_SUBJECT`]) each event is one JSON message in serde's externally tagged form.
+/// This form is a wire contract between versions of the control plane and the edge: variants and
+/// field names are never renamed or removed. A receiver logs and skips a message it cannot parse,
+/// so a new variant may be sent only once every edge understands it.
+///
+/// | event | JSON |
+/// |---|---|
+/// | `Tenant(acme)` | `{"Tenant":"acme"}` |
+/// | `Device { tenant: acme, device_id: "d1" }` | `{"Device":{"tenant":"acme","device_id":"d1"}}` |
+/// | `Rules(acme)` | `{"Rules":"acme"}` |
+/// | `JwtKeys(acme)` | `{"JwtKeys":"acme"}` |
+/// | `Resync` | `"Resync"` |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeEvent {
     /// The tenant itself (status, default effect, anonymous access) or it was deleted.
@@ -163,6 +180,9 @@ pub enum ChangeEvent {
     Rules(TenantId),
     /// JWT keys changed.
     JwtKeys(TenantId),
+    /// The receiver may have missed events (its connection to the event stream was interrupted,
+    /// or it fell behind): drop every cached answer, for every tenant.
+    Resync,
 }
 
 /// Why a directory read failed (the edge then refuses with "server unavailable", never allows).

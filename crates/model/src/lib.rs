@@ -9,7 +9,7 @@ mod directory;
 mod tenant;
 
 pub use directory::{
-    AclRuleRecord, ChangeEvent, DeviceRecord, Directory, DirectoryError, JwtAlgorithm,
-    JwtKeyRecord, TenantRecord, TenantStatus, glob_matches,
+    AclRuleRecord, CHANGE_SUBJECT, ChangeEvent, DeviceRecord, Directory, DirectoryError,
+    JwtAlgorithm, JwtKeyRecord, TenantRecord, TenantStatus, glob_matches,
 };
 pub use tenant::{MAX_TENANT_ID_LEN, TenantId, TenantIdError};

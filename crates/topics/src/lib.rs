@@ -45,6 +45,7 @@ mod level_trie;
 mod limits;
 mod name;
 mod share;
+mod subject;
 mod tree;
 mod trie;
 
@@ -54,6 +55,9 @@ pub use level::Levels;
 pub use limits::TopicLimits;
 pub use name::TopicName;
 pub use share::{FilterSpec, ShareName};
+pub use subject::{
+    QosClass, SubjectError, SubjectSpace, client_key, decode_level, encode_level, stream_subjects,
+};
 pub use tree::{TopicTree, TopicTreeIter};
 pub use trie::SubscriptionTrie;
 

@@ -2,7 +2,9 @@
 //! reloads the tenant's rules (publish checks use them at once), re-checks the subscriptions of
 //! its sessions (removing what is no longer allowed), and disconnects connections whose device,
 //! credential or tenant was disabled, changed or deleted (5.0: DISCONNECT 0x98 Administrative
-//! action). If events were missed, every loaded tenant is reloaded.
+//! action). If events were missed (the channel lagged), every loaded tenant is reloaded and its
+//! connections closed; after [`ChangeEvent::Resync`] (the event stream was interrupted) every
+//! loaded tenant is reloaded as if its tenant, rules and JWT keys had changed.
 
 use std::sync::Arc;
 
@@ -64,6 +66,18 @@ impl Access {
                 let kicked = kick(&tenant, |p| p.method == AuthMethod::Token);
                 if kicked > 0 {
                     tracing::info!(tenant = %id, connections = kicked, "JWT keys changed: token connections are closed");
+                }
+            }
+            ChangeEvent::Resync => {
+                // Tenant, rule and JWT-key events may have been missed for any tenant: apply all
+                // three to every tenant this edge holds (a missed JWT-key change closes token
+                // connections, as the event itself would).
+                tracing::info!(
+                    "control-plane change events may have been missed; reloading every tenant"
+                );
+                for tenant in broker.tenants() {
+                    self.refresh(broker, &tenant, |p| p.method == AuthMethod::Token)
+                        .await;
                 }
             }
         }

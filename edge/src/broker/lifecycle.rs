@@ -38,6 +38,8 @@ pub(crate) struct AttachRequest {
     pub(crate) control: Arc<ConnControl>,
     /// Who the connection authenticated as.
     pub(crate) principal: Arc<crate::access::Principal>,
+    /// The clustered shape's fencing token for this client id (0 in `stratus dev`).
+    pub(crate) token: u64,
 }
 
 /// A connection attached to a session.
@@ -70,8 +72,27 @@ impl Broker {
     ) -> Result<Attached, ReasonCode> {
         let mut wills = Vec::new();
         let mut redispatch = Vec::new();
+        // Clustered shape: the will is registered in Redis for a reaper, should this edge die.
+        let will_record = self
+            .cluster()
+            .and(req.will.as_ref())
+            .map(crate::cluster::WillRecord::encode);
+        let mut replaced_will_id = None;
         let attached = {
             let mut sessions = tenant.sessions.lock();
+            // Checked under the session lock, which the cluster's kick handler also takes: a
+            // claim superseded by a connection on another edge never attaches.
+            if let Some(link) = self.cluster()
+                && !link
+                    .ownership
+                    .is_current(&tenant.id, &req.client_id, req.token)
+            {
+                return Err(ReasonCode::ServerBusy);
+            }
+            if self.cluster().is_some_and(|l| l.liveness.is_fenced()) {
+                return Err(ReasonCode::ServerUnavailable);
+            }
+            let token = req.token;
             let existing = sessions.get(&req.client_id).cloned();
             let mut resumed = None;
             if let Some(old) = existing {
@@ -168,13 +189,30 @@ impl Broker {
                 }
                 st.generation
             };
+            if let Some(link) = self.cluster() {
+                link.ownership.attached(
+                    &tenant.id,
+                    &session.client_id,
+                    token,
+                    session.id,
+                    generation,
+                );
+                replaced_will_id = link.liveness.wills.attached(
+                    &tenant.id,
+                    &session.client_id,
+                    token,
+                    will_record,
+                );
+            }
             Attached {
                 session,
                 generation,
                 session_present,
             }
         };
-        self.publish_wills(tenant, wills);
+        for will in wills {
+            self.publish_will_as(tenant, &will, replaced_will_id.clone());
+        }
         self.redispatch(tenant, None, redispatch);
         Ok(attached)
     }
@@ -191,6 +229,7 @@ impl Broker {
         now: Instant,
     ) {
         let mut wills = Vec::new();
+        let mut will_id = None;
         let redispatch;
         {
             let mut sessions = tenant.sessions.lock();
@@ -207,6 +246,9 @@ impl Broker {
             }
             let will = st.will.take().filter(|_| departure == Departure::Abnormal);
             if !st.is_persistent() {
+                if let Some(link) = self.cluster() {
+                    will_id = link.liveness.wills.detached(&tenant.id, &session.client_id);
+                }
                 if let Some(w) = will {
                     wills.push(*w);
                 }
@@ -217,6 +259,17 @@ impl Broker {
                     .is_some_and(|s| Arc::ptr_eq(s, session))
                 {
                     sessions.remove(&session.client_id);
+                }
+                if let Some(link) = self.cluster()
+                    && let Some((key, token)) = link.ownership.released(
+                        &tenant.id,
+                        &session.client_id,
+                        session.id,
+                        generation,
+                    )
+                {
+                    let link = Arc::clone(link);
+                    tokio::spawn(async move { link.ownership.delete_record(key, token).await });
                 }
             } else {
                 drop(sessions);
@@ -265,7 +318,9 @@ impl Broker {
                 }
             }
         }
-        self.publish_wills(tenant, wills);
+        for will in wills {
+            self.publish_will_as(tenant, &will, will_id.clone());
+        }
         self.redispatch(tenant, Some(session), redispatch);
     }
 
@@ -409,36 +464,6 @@ impl Broker {
             .first()
             .is_some_and(|m| m.session.state.lock().attachment.is_some());
         any_online && self.dispatch_shared(tenant, group, msg, exclude, ctx, result)
-    }
-
-    /// Publishes wills (each through the normal publish path).
-    pub(crate) fn publish_wills(&self, tenant: &Tenant, wills: Vec<PendingWill>) {
-        let now = Instant::now();
-        let access = tenant.access.load();
-        for pending in wills {
-            let will = pending.message_at(now);
-            // Checked now, not only at CONNECT: the rules may have changed since.
-            let who = stratus_policy::Identity {
-                tenant: tenant.id.as_str(),
-                client_id: &pending.client_id,
-                username: pending.username.as_deref(),
-            };
-            let decision = access.policy.check_publish(&who, &will.topic);
-            if !decision.is_allowed() {
-                tracing::info!(
-                    tenant = %tenant.id,
-                    client_id = %pending.client_id,
-                    topic = %will.topic,
-                    decided_by = ?decision.decided_by,
-                    "will message not published: the access rules deny it"
-                );
-                continue;
-            }
-            tracing::debug!(tenant = %tenant.id, topic = %will.topic, "publishing will message");
-            if let Err(reason) = self.publish(tenant, &will, None, None) {
-                tracing::warn!(tenant = %tenant.id, topic = %will.topic, ?reason, "will message refused");
-            }
-        }
     }
 
     /// Acts on the deadlines that are due.

@@ -4,10 +4,12 @@
 
 mod alarms;
 mod congestion;
+mod connect_rate;
 mod deque;
 mod lifecycle;
 mod message;
-mod persist;
+pub(crate) mod persist;
+mod remote;
 mod restore;
 mod retained;
 mod router;
@@ -17,6 +19,7 @@ mod subscriptions;
 mod sys;
 mod tenant;
 mod timers;
+mod will_publish;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use tokio::time::Instant;
 pub(crate) use lifecycle::{AttachRequest, Attached, Departure};
 pub(crate) use message::{Delivery, Message};
 pub(crate) use persist::unix_ms_now;
+pub(crate) use remote::Via;
 pub use restore::RestoreSummary;
 pub(crate) use session::{
     ConnControl, Inflight, InflightState, PendingWill, Session, SessionSubscription,
@@ -56,6 +60,10 @@ pub(crate) struct Broker {
     /// Wills of sessions that expired while the broker was down, published at start-up once
     /// access rules are loaded.
     deferred_wills: parking_lot::Mutex<Vec<(TenantId, PendingWill)>>,
+    /// The clustered shape's backbone (unset in `stratus dev`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterLink>>,
+    /// CONNECTs per client id (embedded shape; the cluster counts them in Redis).
+    pub(crate) connect_rate: connect_rate::ConnectRate,
 }
 
 impl Broker {
@@ -71,7 +79,19 @@ impl Broker {
             started: Instant::now(),
             started_unix_ms: unix_ms_now(),
             deferred_wills: parking_lot::Mutex::new(Vec::new()),
+            cluster: std::sync::OnceLock::new(),
+            connect_rate: connect_rate::ConnectRate::default(),
         }
+    }
+
+    /// Joins the broker to the cluster backbone (once, at start-up).
+    pub(crate) fn set_cluster(&self, link: Arc<crate::cluster::ClusterLink>) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// The cluster backbone, in the clustered shape.
+    pub(crate) fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterLink>> {
+        self.cluster.get()
     }
 
     /// The state of `id`, created on first use.

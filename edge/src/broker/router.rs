@@ -41,6 +41,9 @@ impl Broker {
         origin: Option<SessionId>,
         publisher: Option<&Arc<ConnControl>>,
     ) -> Result<RouteResult, ReasonCode> {
+        if let Some(link) = self.cluster() {
+            return self.publish_cluster(link, tenant, msg, origin, publisher);
+        }
         let mut ticket = 0;
         if msg.retain {
             ticket = self
@@ -59,6 +62,33 @@ impl Broker {
         Ok(RouteResult {
             ticket: ticket.max(routed.ticket),
             ..routed
+        })
+    }
+
+    /// The clustered shape: the retained store (local copy and Redis) as in the embedded shape,
+    /// then the message goes to NATS; every edge (this one included) routes it to its own
+    /// subscribers when it comes back. The ticket completes when JetStream acknowledged a QoS
+    /// 1/2 message. Whether anyone subscribes is not known here, so 5.0 publishers always hear
+    /// Success, never 0x10.
+    fn publish_cluster(
+        &self,
+        link: &Arc<crate::cluster::ClusterLink>,
+        tenant: &Tenant,
+        msg: &Arc<Message>,
+        origin: Option<SessionId>,
+        publisher: Option<&Arc<ConnControl>>,
+    ) -> Result<RouteResult, ReasonCode> {
+        let mut ticket = 0;
+        if msg.retain {
+            ticket = self
+                .retain(tenant, msg)
+                .map_err(|RetainRefused::QuotaExceeded| ReasonCode::QuotaExceeded)?;
+        }
+        ticket = ticket.max(link.publish(&self.store, &tenant.id, msg, origin, publisher)?);
+        Ok(RouteResult {
+            ticket,
+            matched: 1,
+            congested: false,
         })
     }
 
@@ -207,7 +237,12 @@ impl Broker {
         false
     }
 
-    fn count_outcome(&self, tenant: &Tenant, outcome: EnqueueOutcome, result: &mut RouteResult) {
+    pub(super) fn count_outcome(
+        &self,
+        tenant: &Tenant,
+        outcome: EnqueueOutcome,
+        result: &mut RouteResult,
+    ) {
         match outcome {
             EnqueueOutcome::Queued { ticket, congested } => {
                 result.matched += 1;

@@ -57,7 +57,7 @@ impl Broker {
                 }
             }
         }
-        self.index_subscription(tenant, session, &sub);
+        let ready = self.index_subscription(tenant, session, &sub);
         let ticket = if persistent {
             self.store.submit(StoreOp::PutSubscription {
                 tenant: tenant.id.clone(),
@@ -67,28 +67,41 @@ impl Broker {
         } else {
             0
         };
-        Ok(Subscribed { existed, ticket })
+        Ok(Subscribed {
+            existed,
+            ticket: ticket.max(ready),
+        })
     }
 
-    /// Puts a session's subscription into the tenant index (or its shared group).
+    /// Puts a session's subscription into the tenant index (or its shared group). In the
+    /// clustered shape, the first local subscriber of a filter (or group) subscribes on NATS:
+    /// the returned ticket completes once it has.
     pub(crate) fn index_subscription(
         &self,
         tenant: &Tenant,
         session: &Arc<Session>,
         sub: &SessionSubscription,
-    ) {
-        let Some(spec) = sub.spec() else { return };
+    ) -> Ticket {
+        let Some(spec) = sub.spec() else { return 0 };
         let entry = IndexEntry {
             options: sub.options,
             id: sub.id,
         };
+        let mut ready = 0;
         match &spec.share {
             None => {
-                tenant.subscriptions.write().insert(
-                    &spec.filter,
-                    Subscriber::Session(Arc::clone(session)),
-                    entry,
-                );
+                let new = tenant
+                    .subscriptions
+                    .write()
+                    .insert(
+                        &spec.filter,
+                        Subscriber::Session(Arc::clone(session)),
+                        entry,
+                    )
+                    .is_none();
+                if new && let Some(link) = self.cluster() {
+                    ready = link.interest.add(link, &tenant.id, &sub.raw, &spec);
+                }
             }
             Some(_) => {
                 let mut groups = tenant.shared_groups.lock();
@@ -101,6 +114,9 @@ impl Broker {
                             Subscriber::Group(Arc::clone(&group)),
                             entry,
                         );
+                        if let Some(link) = self.cluster() {
+                            ready = link.interest.add(link, &tenant.id, &sub.raw, &spec);
+                        }
                         group
                     })
                     .clone();
@@ -111,6 +127,7 @@ impl Broker {
                 });
             }
         }
+        ready
     }
 
     /// Removes one subscription; returns whether it existed and the store ticket.
@@ -165,10 +182,14 @@ impl Broker {
         let Some(spec) = sub.spec() else { return };
         match &spec.share {
             None => {
-                tenant
+                let removed = tenant
                     .subscriptions
                     .write()
-                    .remove(&spec.filter, &Subscriber::Session(Arc::clone(session)));
+                    .remove(&spec.filter, &Subscriber::Session(Arc::clone(session)))
+                    .is_some();
+                if removed && let Some(link) = self.cluster() {
+                    link.interest.remove(&tenant.id, &sub.raw);
+                }
             }
             Some(_) => {
                 let mut groups = tenant.shared_groups.lock();
@@ -180,6 +201,9 @@ impl Broker {
                         .subscriptions
                         .write()
                         .remove(&spec.filter, &Subscriber::Group(group));
+                    if let Some(link) = self.cluster() {
+                        link.interest.remove(&tenant.id, &sub.raw);
+                    }
                 }
             }
         }

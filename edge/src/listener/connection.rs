@@ -107,10 +107,39 @@ pub(super) async fn handshake(
     span.record("tenant", tracing::field::display(&principal.tenant));
     let principal = tenant.share_principal(principal);
 
-    // Tenant connection cap.
+    // Connect rate per client id, and the tenant's connection cap: across the cluster (Redis) on
+    // a clustered edge, in this process otherwise.
+    let cluster = ctx.broker.cluster();
+    let admitted = match cluster {
+        Some(link) => Box::pin(link.admit(&tenant.id, &connect.client_id, limits)).await,
+        None if !connect.client_id.is_empty()
+            && !ctx.broker.connect_rate.admit(
+                &tenant.id,
+                &connect.client_id,
+                limits.max_connects_per_client_id_per_second,
+                Instant::now(),
+            ) =>
+        {
+            Err((
+                ReasonCode::ConnectionRateExceeded,
+                format!(
+                    "more than {} CONNECTs of this client id in one second \
+                     (limits.max_connects_per_client_id_per_second)",
+                    limits.max_connects_per_client_id_per_second
+                ),
+            ))
+        }
+        None => Ok(()),
+    };
+    if let Err((reason, why)) = admitted {
+        tracing::warn!("connection refused: {why}");
+        let connack = Box::new(refusal_connack(reason, version, &why));
+        Box::pin(send_connack(&mut transport, connack, version)).await;
+        return None;
+    }
     let previous = tenant.connections.fetch_add(1, Ordering::AcqRel);
     let count = ConnectionCount(Arc::clone(&tenant));
-    if previous >= limits.max_connections_per_tenant {
+    if cluster.is_none() && previous >= limits.max_connections_per_tenant {
         let why = "the tenant's connection cap is reached (limits.max_connections_per_tenant)";
         tracing::warn!("connection refused: {why}");
         let connack = Box::new(refusal_connack(ReasonCode::QuotaExceeded, version, why));
@@ -118,18 +147,47 @@ pub(super) async fn handshake(
         return None;
     }
 
-    let now = Instant::now();
-    let (mut engine, connack) =
-        match protocol::accept(&ctx.broker, &tenant, *connect, Arc::clone(&principal), now) {
-            Ok(accepted) => accepted,
-            Err(refusal) => {
-                tracing::info!("connection refused: {}", refusal.why);
-                if let Some(connack) = refusal_of(*refusal, version) {
-                    Box::pin(send_connack(&mut transport, connack, version)).await;
-                }
+    // The clustered shape: claim the client id across the cluster (closing its connection on
+    // another edge) and make sure the tenant's retained messages are here.
+    let mut token = 0;
+    if let Some(link) = ctx.broker.cluster() {
+        match Box::pin(link.prepare_connect(&tenant, &connect.client_id)).await {
+            Ok(t) => token = t,
+            Err(why) => {
+                tracing::warn!("connection refused: {why}");
+                let connack = Box::new(refusal_connack(
+                    ReasonCode::ServerUnavailable,
+                    version,
+                    &why,
+                ));
+                Box::pin(send_connack(&mut transport, connack, version)).await;
                 return None;
             }
-        };
+        }
+    }
+    let now = Instant::now();
+    let client_id = connect.client_id.clone();
+    let accepted = protocol::accept(
+        &ctx.broker,
+        &tenant,
+        *connect,
+        Arc::clone(&principal),
+        token,
+        now,
+    );
+    let (mut engine, connack) = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            if let Some(link) = ctx.broker.cluster() {
+                link.ownership.abandon(&tenant.id, &client_id, token);
+            }
+            tracing::info!("connection refused: {}", refusal.why);
+            if let Some(connack) = refusal_of(*refusal, version) {
+                Box::pin(send_connack(&mut transport, connack, version)).await;
+            }
+            return None;
+        }
+    };
     tracing::debug!(
         protocol = %version,
         transport = %info.listener,

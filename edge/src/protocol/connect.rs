@@ -53,6 +53,7 @@ pub(crate) fn accept(
     tenant: &Arc<Tenant>,
     connect: Connect,
     principal: Arc<Principal>,
+    token: u64,
     now: Instant,
 ) -> Result<(Engine, ConnAck), Box<Refusal>> {
     let limits = &broker.config.limits;
@@ -119,7 +120,20 @@ pub(crate) fn accept(
     } else {
         limits.max_session_expiry
     };
-    let expiry_secs = requested_expiry.min(limits.max_session_expiry);
+    let mut expiry_secs = requested_expiry.min(limits.max_session_expiry);
+    if broker.cluster().is_some() && expiry_secs > 0 {
+        // Sessions that outlive their connection are not yet kept in the cluster (Redis
+        // sessions are the next step of issue 5): a 5.0 client is told its session ends with
+        // the connection; a 3.1.1 client, which cannot be told, is refused rather than promised
+        // a queue the cluster would not keep.
+        if !v5 {
+            return Err(Refusal::with(
+                ReasonCode::ServerUnavailable,
+                "persistent sessions (clean session = 0) are not available on a clustered edge                  yet; connect with clean session = 1",
+            ));
+        }
+        expiry_secs = 0;
+    }
     if v5 && expiry_secs != requested_expiry {
         props.session_expiry_interval = Some(expiry_secs);
     }
@@ -192,6 +206,7 @@ pub(crate) fn accept(
                 will,
                 control: Arc::clone(&control),
                 principal: Arc::clone(&principal),
+                token,
             },
         )
         .map_err(|reason| Refusal::with(reason, "session refused"))?;
@@ -242,5 +257,9 @@ fn assigned_client_id(broker: &Broker) -> ByteString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let started = broker.started_unix_ms();
-    ByteString::from(format!("stratus-{started:x}-{n:x}"))
+    match broker.cluster() {
+        // Unique across edges too.
+        Some(link) => ByteString::from(format!("stratus-{}-{n:x}", link.incarnation)),
+        None => ByteString::from(format!("stratus-{started:x}-{n:x}")),
+    }
 }

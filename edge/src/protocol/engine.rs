@@ -387,6 +387,11 @@ impl Engine {
     /// Catches up with the store: releases output whose ticket is committed, and otherwise makes
     /// sure the task is woken when it is. Returns true when output was released.
     pub(crate) fn poll_store(&mut self, cx: &mut Context<'_>) -> bool {
+        // A kicked connection never releases held output: in the clustered shape a publish that
+        // JetStream refused completes its ticket only after kicking the publisher.
+        if self.control.kicked().is_some() {
+            return false;
+        }
         let store = &self.broker.store;
         let committed = store.committed();
         let Some(waiting) = self.out.waiting_for() else {

@@ -22,6 +22,7 @@ impl Engine {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
         let mut denied = Vec::new();
+        let mut ticket = 0;
         for request in s.filters {
             // The parsed filter is only looked at here (a slice of the read buffer); what the
             // session keeps is the copy below, which does not pin the buffer.
@@ -81,6 +82,7 @@ impl Engine {
                 Ok(done) => {
                     reasons.push(granted(sub.options.qos));
                     added.push((sub, done.existed));
+                    ticket = ticket.max(done.ticket);
                 }
                 Err(reason) => reasons.push(reason),
             }
@@ -105,8 +107,11 @@ impl Engine {
             reasons,
         });
         let packet = self.within_client_limit(packet);
+        // The SUBACK waits until the subscription is durable (persistent sessions) and, in the
+        // clustered shape, until NATS has this edge's subscription: messages published after
+        // the SUBACK arrive.
         self.out
-            .push(0, self.committed, |buf| encode(&packet, version, buf));
+            .push(ticket, self.committed, |buf| encode(&packet, version, buf));
         for (sub, existed) in added {
             self.broker
                 .deliver_retained(&self.tenant, &self.session, &sub, existed, now);

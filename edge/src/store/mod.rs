@@ -11,6 +11,7 @@
 mod ops;
 mod record;
 mod sqlite;
+mod tracker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -100,7 +101,20 @@ struct StoreInner {
     sender: Mutex<Option<(Ticket, OpSender)>>,
     commit: Arc<CommitState>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The clustered shape: tickets complete out of order (see `tracker.rs`).
+    external: Option<External>,
 }
+
+/// The clustered shape's side of the store: changes go to an asynchronous applier (Redis), and
+/// other asynchronous writes (JetStream publishes, NATS subscriptions) take tickets too.
+#[derive(Debug)]
+struct External {
+    tracker: tracker::Tracker,
+    ops: tokio::sync::mpsc::UnboundedSender<(Ticket, StoreOp)>,
+}
+
+/// Changes submitted to a store made with [`Store::external`], for its applier.
+pub(crate) type ExternalOps = tokio::sync::mpsc::UnboundedReceiver<(Ticket, StoreOp)>;
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, loads everything it holds, and starts the
@@ -124,6 +138,7 @@ impl Store {
             sender: Mutex::new(Some((0, tx))),
             commit,
             writer: Mutex::new(Some(writer)),
+            external: None,
         };
         Ok((
             Self {
@@ -133,8 +148,52 @@ impl Store {
         ))
     }
 
+    /// A store for the clustered shape: nothing on local disk; every change submitted goes to the
+    /// returned receiver, whose owner applies it elsewhere and calls [`Store::complete`].
+    pub(crate) fn external() -> (Self, ExternalOps) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let inner = StoreInner {
+            sender: Mutex::new(None),
+            commit: Arc::new(CommitState::default()),
+            writer: Mutex::new(None),
+            external: Some(External {
+                tracker: tracker::Tracker::default(),
+                ops: tx,
+            }),
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// A ticket for an asynchronous write the caller completes with [`Store::complete`]
+    /// (clustered shape only; 0, always committed, otherwise).
+    pub(crate) fn reserve(&self) -> Ticket {
+        self.inner
+            .external
+            .as_ref()
+            .map_or(0, |e| e.tracker.reserve())
+    }
+
+    /// Marks a ticket from [`Store::reserve`] or [`ExternalOps`] as done.
+    pub(crate) fn complete(&self, ticket: Ticket) {
+        if let Some(e) = &self.inner.external {
+            e.tracker.complete(ticket, &self.inner.commit);
+        }
+    }
+
     /// Queues one change; returns the ticket that will be committed once it is durable.
     pub(crate) fn submit(&self, op: StoreOp) -> Ticket {
+        if let Some(e) = &self.inner.external {
+            let ticket = e.tracker.reserve();
+            if e.ops.send((ticket, op)).is_err() {
+                tracing::error!("state applier has stopped; a change was not persisted");
+            }
+            return ticket;
+        }
         let mut guard = self.inner.sender.lock();
         match guard.as_mut() {
             Some((next, tx)) => {

@@ -61,6 +61,7 @@ fn services(plane: &ControlPlane) -> Services {
     Services {
         directory: plane.directory(),
         http: Some(plane.router(ADMIN_TOKEN)),
+        cluster: None,
     }
 }
 

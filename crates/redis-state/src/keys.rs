@@ -1,0 +1,138 @@
+//! Key names (the layout is documented in the crate root): the validated [`Namespace`] and the
+//! keys it derives for a tenant's retained messages and for a node incarnation.
+
+use std::sync::Arc;
+
+use stratus_model::TenantId;
+
+use crate::error::RedisStateError;
+
+/// Longest namespace accepted, in bytes.
+const MAX_NAMESPACE_LEN: usize = 128;
+
+/// The prefix of every key: non-empty, printable, without the `{`/`}` that would move the hash
+/// tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Namespace(Arc<str>);
+
+impl Namespace {
+    pub(crate) fn new(namespace: &str) -> Result<Self, RedisStateError> {
+        let reject = |reason| RedisStateError::InvalidNamespace {
+            namespace: namespace.to_owned(),
+            reason,
+        };
+        if namespace.is_empty() {
+            return Err(reject("it cannot be empty (use e.g. \"stratus:p0\")"));
+        }
+        if namespace.len() > MAX_NAMESPACE_LEN {
+            return Err(reject("it is longer than 128 bytes"));
+        }
+        if namespace
+            .chars()
+            .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+        {
+            return Err(reject(
+                "it may not contain '{', '}' (they delimit Redis Cluster hash tags), spaces or \
+                 control characters",
+            ));
+        }
+        Ok(Self(Arc::from(namespace)))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The keys of one tenant's retained messages, all in the tenant's hash slot.
+    pub(crate) fn retained(&self, tenant: &TenantId) -> RetainedKeys {
+        let base = format!("{}:ret:{{{}}}", self.0, tenant.as_str());
+        RetainedKeys {
+            msgs: format!("{base}:msgs"),
+            idx: format!("{base}:idx"),
+            exp: format!("{base}:exp"),
+            meta: format!("{base}:meta"),
+        }
+    }
+
+    /// The sorted set of known incarnations.
+    pub(crate) fn lease_nodes(&self) -> String {
+        format!("{}:lease:{{registry}}:nodes", self.0)
+    }
+
+    /// The keys of one incarnation; `member` is its `<node id>:<incarnation>`.
+    pub(crate) fn incarnation(&self, member: &str) -> IncarnationKeys {
+        let registry = format!("{}:lease:{{registry}}", self.0);
+        IncarnationKeys {
+            alive: format!("{registry}:alive:{member}"),
+            reap: format!("{registry}:reap:{member}"),
+            gone: format!("{registry}:gone:{member}"),
+            wills: format!("{}:wills:{{{member}}}", self.0),
+        }
+    }
+}
+
+/// One tenant's retained-message keys.
+#[derive(Debug)]
+pub(crate) struct RetainedKeys {
+    /// Hash: topic → record.
+    pub(crate) msgs: String,
+    /// Sorted set, all scores 0: topics in byte order.
+    pub(crate) idx: String,
+    /// Sorted set: topic → expiry (unix ms).
+    pub(crate) exp: String,
+    /// Hash: `count`, `bytes`, `version`.
+    pub(crate) meta: String,
+}
+
+/// One incarnation's keys.
+#[derive(Debug)]
+pub(crate) struct IncarnationKeys {
+    /// The lease, with a TTL.
+    pub(crate) alive: String,
+    /// A reaper's exclusive claim.
+    pub(crate) reap: String,
+    /// Tombstone: released or reaped.
+    pub(crate) gone: String,
+    /// Hash of wills registered by this incarnation (its own hash slot).
+    pub(crate) wills: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot-deciding part of a key: the first `{...}` with something inside.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn a_tenants_keys_share_its_hash_tag() {
+        let ns = Namespace::new("stratus:p0").unwrap();
+        let keys = ns.retained(&TenantId::new("acme").unwrap());
+        assert_eq!(keys.msgs, "stratus:p0:ret:{acme}:msgs");
+        for key in [&keys.msgs, &keys.idx, &keys.exp, &keys.meta] {
+            assert_eq!(hash_tag(key), "acme");
+        }
+    }
+
+    #[test]
+    fn lease_keys_share_the_registry_slot_and_wills_the_incarnation_slot() {
+        let ns = Namespace::new("s").unwrap();
+        let keys = ns.incarnation("edge-1:01J");
+        for key in [&ns.lease_nodes(), &keys.alive, &keys.reap, &keys.gone] {
+            assert_eq!(hash_tag(key), "registry");
+        }
+        assert_eq!(hash_tag(&keys.wills), "edge-1:01J");
+    }
+
+    #[test]
+    fn namespaces_that_would_move_the_hash_tag_are_rejected() {
+        for bad in ["", "a{b", "a}b", "a b", "a\nb", &"x".repeat(129)] {
+            assert!(Namespace::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(Namespace::new("stratus:p0").is_ok());
+    }
+}

@@ -1,0 +1,120 @@
+//! Admission limits across edges: a tenant's connection cap (`limits.max_connections_per_tenant`)
+//! and a client id's connect rate (`limits.max_connects_per_client_id_per_second`), counted in
+//! Redis (`stratus_redis_state::Admission`). Each edge rewrites its own per-tenant connection
+//! counts every `REFRESH` (so closed connections are accounted for within that period, and the
+//! counts of a dead edge stop counting after `COUNT_TTL`). If Redis cannot answer, the CONNECT is
+//! refused (0x88 / 3): a limit that cannot be checked is not assumed to hold.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use stratus_codec::ReasonCode;
+use stratus_model::TenantId;
+use stratus_redis_state::Admission;
+
+use super::ClusterLink;
+use crate::config::Limits;
+
+/// How often an edge rewrites its connection counts.
+const REFRESH: Duration = Duration::from_secs(2);
+/// How long a count stays trusted without a rewrite.
+const COUNT_TTL: Duration = Duration::from_secs(10);
+
+impl ClusterLink {
+    /// Counts a CONNECT of `client_id` against the tenant's limits across the cluster. `Err`
+    /// carries the CONNACK reason and why.
+    pub(crate) async fn admit(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        limits: &Limits,
+    ) -> Result<(), (ReasonCode, String)> {
+        let unavailable = |e: stratus_redis_state::RedisStateError| {
+            (
+                ReasonCode::ServerUnavailable,
+                format!("cannot check the cluster's connection limits in Redis: {e}"),
+            )
+        };
+        if !client_id.is_empty() {
+            let key = stratus_topics::client_key(tenant.as_str(), client_id);
+            let n = self
+                .admission
+                .count_connect(tenant, &key, Duration::from_secs(1))
+                .await
+                .map_err(unavailable)?;
+            if n > u64::from(limits.max_connects_per_client_id_per_second) {
+                return Err((
+                    ReasonCode::ConnectionRateExceeded,
+                    format!(
+                        "more than {} CONNECTs of this client id in one second across the cluster \
+                         (limits.max_connects_per_client_id_per_second)",
+                        limits.max_connects_per_client_id_per_second
+                    ),
+                ));
+            }
+        }
+        let limit = u64::try_from(limits.max_connections_per_tenant).unwrap_or(u64::MAX);
+        let added = self
+            .admission
+            .try_add_connection(tenant, &self.incarnation, limit, COUNT_TTL)
+            .await
+            .map_err(unavailable)?;
+        // Counted in Redis: this edge rewrites the tenant's count at its next refresh, even if
+        // the connection is gone by then.
+        self.admitted_tenants.lock().insert(tenant.clone());
+        if !added.admitted {
+            return Err((
+                ReasonCode::QuotaExceeded,
+                format!(
+                    "the tenant's connection cap ({limit}) is reached across the cluster \
+                     (limits.max_connections_per_tenant)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Opens the admission counters on Redis.
+pub(super) async fn open(redis_url: &str, namespace: &str) -> Result<Admission, String> {
+    let conn = stratus_redis_state::connect(redis_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Admission::from_manager(conn, namespace).map_err(|e| e.to_string())
+}
+
+/// Rewrites this edge's connection counts every `REFRESH` until the task is dropped.
+pub(super) async fn refresh_counts(link: Arc<ClusterLink>) {
+    let mut tick = tokio::time::interval(REFRESH);
+    // Tenants whose count was non-zero at the last refresh (their zero must be written once);
+    // tenants admitted since are in `ClusterLink::admitted_tenants`.
+    let mut nonzero: Vec<TenantId> = Vec::new();
+    loop {
+        tick.tick().await;
+        let Some(broker) = link.broker() else { return };
+        let mut now_nonzero = Vec::new();
+        let mut counts = Vec::new();
+        let admitted = std::mem::take(&mut *link.admitted_tenants.lock());
+        for tenant in broker.tenants() {
+            let n = tenant.connections.load(Ordering::Acquire) as u64;
+            if n > 0 || nonzero.contains(&tenant.id) || admitted.contains(&tenant.id) {
+                counts.push((tenant.id.clone(), n));
+            }
+            if n > 0 {
+                now_nonzero.push(tenant.id.clone());
+            }
+        }
+        drop(broker);
+        for (tenant, n) in counts {
+            if let Err(e) = link
+                .admission
+                .refresh(&tenant, &link.incarnation, n, COUNT_TTL)
+                .await
+            {
+                tracing::warn!(tenant = %tenant, "connection count not refreshed in Redis: {e}");
+            }
+        }
+        nonzero = now_nonzero;
+    }
+}

@@ -1,0 +1,163 @@
+//! This edge's NATS subscriptions: one per (tenant, filter) that has local subscribers (two
+//! subjects for a filter ending in `#`, which also matches its parent), and one queue
+//! subscription per (tenant, share group), shared by every local member so each message goes to
+//! one edge and then to one of its members. Reference-counted by the subscription index: the
+//! first local subscriber subscribes, the last one leaving unsubscribes.
+//!
+//! Subscribing takes a store ticket that completes once NATS has the subscription (after a
+//! flush), so the SUBACK waiting behind it is sent only when messages can arrive.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use stratus_model::TenantId;
+use stratus_topics::FilterSpec;
+use tokio::task::JoinHandle;
+
+use super::{ClusterLink, wire};
+use crate::broker::Via;
+use crate::store::Ticket;
+
+/// One subscription of this edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    tenant: TenantId,
+    /// The filter as subscribed, with its `$share/<group>/` prefix when shared.
+    raw: ByteString,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    /// Local subscribers (sessions, or 1 for a share group's index entry).
+    refs: usize,
+    /// Completes once NATS has the subscription.
+    ready: Ticket,
+    task: JoinHandle<()>,
+}
+
+/// Every NATS subscription of this edge.
+#[derive(Debug, Default)]
+pub(crate) struct Interest {
+    subs: Mutex<HashMap<Key, Subscription>>,
+}
+
+impl Interest {
+    /// A local subscriber of `spec` (subscribed as `raw`) appeared; returns the ticket its
+    /// SUBACK waits for.
+    pub(crate) fn add(
+        &self,
+        link: &Arc<ClusterLink>,
+        tenant: &TenantId,
+        raw: &str,
+        spec: &FilterSpec,
+    ) -> Ticket {
+        let key = Key {
+            tenant: tenant.clone(),
+            raw: ByteString::from(raw),
+        };
+        let mut subs = self.subs.lock();
+        match subs.entry(key) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().refs += 1;
+                e.get().ready
+            }
+            Entry::Vacant(v) => {
+                let Some(broker) = link.broker() else {
+                    return 0;
+                };
+                let ready = broker.store.reserve();
+                let task = tokio::spawn(serve(
+                    Arc::clone(link),
+                    v.key().clone(),
+                    spec.clone(),
+                    ready,
+                ));
+                v.insert(Subscription {
+                    refs: 1,
+                    ready,
+                    task,
+                });
+                ready
+            }
+        }
+    }
+
+    /// A local subscriber of `raw` left; the last one unsubscribes from NATS.
+    pub(crate) fn remove(&self, tenant: &TenantId, raw: &str) {
+        let key = Key {
+            tenant: tenant.clone(),
+            raw: ByteString::from(raw),
+        };
+        let mut subs = self.subs.lock();
+        if let Entry::Occupied(mut e) = subs.entry(key) {
+            e.get_mut().refs -= 1;
+            if e.get().refs == 0 {
+                e.remove().task.abort();
+            }
+        }
+    }
+}
+
+/// Subscribes, reports readiness through `ready`, then routes every message into the broker.
+async fn serve(link: Arc<ClusterLink>, key: Key, spec: FilterSpec, ready: Ticket) {
+    let Some(broker) = link.broker() else { return };
+    let space = match link.space(&key.tenant) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(tenant = %key.tenant, "no subject space for the tenant: {e}");
+            broker.store.complete(ready);
+            return;
+        }
+    };
+    let subjects = space.filter_subjects(&spec.filter, None);
+    let queue = spec.share.as_ref().map(|_| {
+        format!(
+            "sg-{}",
+            stratus_topics::client_key(key.tenant.as_str(), &key.raw)
+        )
+    });
+    let mut streams = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let subscribed = loop {
+            let attempt = match &queue {
+                Some(q) => link.nats.queue_subscribe(subject.clone(), q.clone()).await,
+                None => link.nats.subscribe(subject.clone()).await,
+            };
+            match attempt {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(subject, "NATS subscription failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        streams.push(subscribed);
+    }
+    while let Err(e) = link.barrier().await {
+        tracing::warn!("NATS did not confirm the subscription, retrying: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.store.complete(ready);
+    drop(broker);
+
+    let tenant_id = key.tenant.clone();
+    let via = match spec.share {
+        Some(_) => Via::Group(key.raw.clone()),
+        None => Via::Filter(key.raw.clone()),
+    };
+    let mut merged = futures_util::stream::select_all(streams);
+    while let Some(m) = merged.next().await {
+        let Some(received) = wire::decode(&m.payload, m.headers.as_ref(), &link.incarnation) else {
+            tracing::warn!(subject = %m.subject, "undecodable message from NATS skipped");
+            continue;
+        };
+        let Some(broker) = link.broker() else { return };
+        let tenant = broker.tenant(&tenant_id);
+        broker.route_remote(&tenant, &received.msg, received.origin, &via);
+    }
+}
