@@ -88,7 +88,7 @@ impl Broker {
         Ok(RouteResult {
             ticket,
             matched: 1,
-            congested: false,
+            congested: link.congested(),
         })
     }
 

@@ -348,6 +348,11 @@ impl ClusterLink {
         }
     }
 
+    /// Whether publishers should pause because messages wait for NATS.
+    pub(crate) fn congested(&self) -> bool {
+        self.outbound.congested()
+    }
+
     /// A cluster-unique message id (JetStream de-duplication of retried publishes); a will
     /// carries its own (`wills::with_message_id`), shared with any reaper publishing it.
     fn message_id(&self) -> String {

@@ -6,6 +6,7 @@
 //! ticket completes, so the acknowledgement is never sent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -39,10 +40,25 @@ pub(super) enum Item {
     },
 }
 
+/// QoS 0 bytes (payload, subject and bookkeeping) waiting for the publishing task beyond which
+/// new QoS 0 messages are dropped (counted and logged): publishers faster than NATS must not
+/// grow the edge's memory. QoS 1/2 messages are bounded by each publisher's receive maximum
+/// (their acknowledgements wait).
+const MAX_QUEUED_QOS0_BYTES: usize = 32 * 1024 * 1024;
+/// Above this many queued QoS 0 bytes, publishers are paused (as for a congested subscriber in
+/// the embedded shape, up to `limits.max_publisher_pause_ms`).
+const CONGESTED_QOS0_BYTES: usize = 4 * 1024 * 1024;
+/// Bookkeeping counted per queued message on top of its payload and subject.
+const ITEM_OVERHEAD: usize = 160;
+
 /// The queue into the publishing task.
 #[derive(Debug)]
 pub(super) struct Outbound {
     tx: mpsc::UnboundedSender<Item>,
+    /// QoS 0 payload bytes queued.
+    queued: Arc<AtomicUsize>,
+    /// QoS 0 messages dropped because the queue was full.
+    dropped: AtomicU64,
 }
 
 impl Outbound {
@@ -54,12 +70,41 @@ impl Outbound {
         deadline: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(nats, js, store, deadline, rx));
-        Self { tx }
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(nats, js, store, deadline, rx, Arc::clone(&queued)));
+        Self {
+            tx,
+            queued,
+            dropped: AtomicU64::new(0),
+        }
     }
 
-    /// Queues one message (never blocks: the broker core is synchronous).
+    /// Whether QoS 0 publishers should pause: NATS is not keeping up.
+    pub(super) fn congested(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > CONGESTED_QOS0_BYTES
+    }
+
+    /// Queues one message (never blocks: the broker core is synchronous). A QoS 0 message is
+    /// dropped when `MAX_QUEUED_QOS0_BYTES` are already waiting.
     pub(super) fn send(&self, item: Item) {
+        if let Item::Core {
+            payload, subject, ..
+        } = &item
+        {
+            let len = payload.len() + subject.len() + ITEM_OVERHEAD;
+            if self.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_QOS0_BYTES {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "QoS 0 messages dropped: publishers outpace NATS and 64 MiB are waiting \
+                         to be sent (check the NATS connection and cluster capacity)"
+                    );
+                }
+                return;
+            }
+        }
         if let Err(mpsc::error::SendError(item)) = self.tx.send(item) {
             tracing::error!(
                 ?item,
@@ -112,6 +157,7 @@ async fn run(
     store: Store,
     deadline: Duration,
     mut rx: mpsc::UnboundedReceiver<Item>,
+    queued: Arc<AtomicUsize>,
 ) {
     while let Some(item) = rx.recv().await {
         match item {
@@ -120,6 +166,10 @@ async fn run(
                 headers,
                 payload,
             } => {
+                queued.fetch_sub(
+                    payload.len() + subject.len() + ITEM_OVERHEAD,
+                    Ordering::AcqRel,
+                );
                 if let Err(e) = nats.publish_with_headers(subject, headers, payload).await {
                     tracing::warn!("QoS 0 message not published to NATS: {e}");
                 }
