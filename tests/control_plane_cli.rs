@@ -3,59 +3,20 @@
 //! status when a dependency is unreachable, and a clean stop on SIGTERM.
 #![allow(clippy::unwrap_used)]
 
+mod cluster_support;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cluster_support::TestDatabase;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use stratus_model::{CHANGE_SUBJECT, ChangeEvent, TenantId};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A PostgreSQL database of this test's own, dropped at the end.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let admin_url = stratus_testkit::shared_postgres_url();
-        let name = stratus_testkit::unique_name("cp_cli_");
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        Self { admin_url, name }
-    }
-
-    /// The admin URL with this database instead.
-    fn url(&self) -> String {
-        let (base, query) = match self.admin_url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (self.admin_url.as_str(), String::new()),
-        };
-        let host_end = base.rfind('/').unwrap();
-        format!("{}/{}{query}", &base[..host_end], self.name)
-    }
-
-    async fn drop_database(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-}
 
 /// The running binary, killed when dropped.
 struct ControlPlaneProcess {
@@ -159,7 +120,7 @@ async fn request(
 #[tokio::test]
 async fn the_control_plane_serves_the_api_and_publishes_changes_on_nats() {
     let nats_url = stratus_testkit::shared_nats_url();
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create("cp_cli_").await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("operator-token");
     let database_url = database.url();

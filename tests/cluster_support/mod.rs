@@ -22,9 +22,10 @@ pub(crate) struct TestDatabase {
 }
 
 impl TestDatabase {
-    pub(crate) async fn create() -> Self {
+    /// A new database named `<prefix><random>` in the shared PostgreSQL.
+    pub(crate) async fn create(prefix: &str) -> Self {
         let admin_url = stratus_testkit::shared_postgres_url();
-        let name = stratus_testkit::unique_name("edge_kill_");
+        let name = stratus_testkit::unique_name(prefix);
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
@@ -209,7 +210,7 @@ pub(crate) struct ControlPlane {
 
 impl ControlPlane {
     pub(crate) async fn start(nats_url: &str) -> Self {
-        let database = TestDatabase::create().await;
+        let database = TestDatabase::create("edge_kill_").await;
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("operator-token");
         let process = Process::start(&[

@@ -56,7 +56,8 @@ pub use limits::TopicLimits;
 pub use name::TopicName;
 pub use share::{FilterSpec, ShareName};
 pub use subject::{
-    QosClass, SubjectError, SubjectSpace, client_key, decode_level, encode_level, stream_subjects,
+    QosClass, SubjectError, SubjectSpace, client_key, decode_level, encode_level, node_subject,
+    stream_subjects,
 };
 pub use tree::{TopicTree, TopicTreeIter};
 pub use trie::SubscriptionTrie;

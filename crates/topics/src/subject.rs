@@ -230,6 +230,12 @@ impl SubjectSpace {
         &self.messages
     }
 
+    /// `r.<pool>.<tenant>`: the subject announcing changes to this tenant's retained messages
+    /// (no topic levels, so it never equals a [`retained_subject`](Self::retained_subject)).
+    pub fn retained_changes(&self) -> &str {
+        &self.retained
+    }
+
     /// The subject to publish a message on `topic` to.
     pub fn publish_subject(&self, topic: &TopicName, q: QosClass) -> String {
         let mut subject = head(
@@ -310,6 +316,16 @@ impl SubjectSpace {
         let class = next_class(subject, &mut tokens)?;
         decode_topic(subject, class, tokens)
     }
+}
+
+/// `gw.<pool>.node.<node>.<verb>`: requests addressed to one edge (e.g. `kick`). Every part must
+/// be a non-empty token of `[A-Za-z0-9_-]`, so a node name read from elsewhere cannot widen the
+/// subject.
+pub fn node_subject(pool: &str, node: &str, verb: &str) -> Result<String, SubjectError> {
+    check_space_token("pool", pool)?;
+    check_space_token("node", node)?;
+    check_space_token("verb", verb)?;
+    Ok(format!("gw.{pool}.node.{node}.{verb}"))
 }
 
 /// `m.<pool>.*.*.1.>`: the subjects of the pool's JetStream stream, every QoS 1 and 2 message of

@@ -369,14 +369,15 @@ impl ClusterLink {
             .map_or(usize::MAX, |b| b.config.limits.max_retained_messages)
     }
 
-    /// The subject kicks for `node` arrive on.
-    fn kick_subject(&self, node: &str) -> String {
-        format!("gw.{}.node.{node}.kick", self.settings.pool)
+    /// The subject kicks for `node` arrive on; `None` for a node name that is not a plain
+    /// token (never built from it, so it cannot widen the subject).
+    fn kick_subject(&self, node: &str) -> Option<String> {
+        stratus_topics::node_subject(&self.settings.pool, node, "kick").ok()
     }
 
     /// The subject carrying changes to `tenant`'s retained messages.
-    fn retained_subject(&self, tenant: &TenantId) -> String {
-        format!("ret.{}.{}", self.settings.pool, tenant.as_str())
+    fn retained_subject(&self, tenant: &TenantId) -> Result<String, SubjectError> {
+        Ok(self.space(tenant)?.retained_changes().to_owned())
     }
 }
 

@@ -323,7 +323,13 @@ async fn kick_remote(
     let Ok(body) = serde_json::to_vec(&request) else {
         return;
     };
-    let subject = link.kick_subject(node);
+    let Some(subject) = link.kick_subject(node) else {
+        tracing::warn!(
+            node,
+            "ownership record names a node that is not a plain token; no takeover request sent"
+        );
+        return;
+    };
     match tokio::time::timeout(
         link.settings.kick_timeout,
         link.nats.request(subject, body.into()),
@@ -344,7 +350,11 @@ async fn kick_remote(
 
 /// Serves kick requests addressed to this edge until the task is dropped.
 pub(super) async fn serve_kicks(link: Arc<ClusterLink>) {
-    let subject = link.kick_subject(&link.settings.node_id);
+    // The node id was checked at start-up (`validate_name`): always a plain token.
+    let Some(subject) = link.kick_subject(&link.settings.node_id) else {
+        tracing::error!("node id is not a plain token; takeover requests cannot reach this edge");
+        return;
+    };
     let mut sub = loop {
         match link.nats.subscribe(subject.clone()).await {
             Ok(s) => break s,

@@ -3,7 +3,7 @@
 //! prefix, count and byte quotas, a version bumped by every change). Each edge keeps the retained
 //! messages of the tenants it serves in memory, loaded from Redis when the tenant's first client
 //! connects, and follows the changes other edges make through notifications on
-//! `ret.<pool>.<tenant>` carrying the new version: a notification that skips a version makes the
+//! `r.<pool>.<tenant>` carrying the new version: a notification that skips a version makes the
 //! edge reload the tenant from Redis, so a lost notification costs a reload, never a stale copy
 //! that stays stale.
 //!
@@ -65,7 +65,9 @@ impl RetainedSync {
             .get_or_try_init(|| async {
                 // Follow first, then load: a change made meanwhile is either in the snapshot or
                 // arrives as a notification (applied when newer than the snapshot).
-                let subject = link.retained_subject(&tenant.id);
+                let subject = link
+                    .retained_subject(&tenant.id)
+                    .map_err(|e| format!("no retained-change subject for the tenant: {e}"))?;
                 let sub = link.nats.subscribe(subject).await.map_err(|e| {
                     format!("cannot follow retained-message changes over NATS: {e}")
                 })?;
@@ -254,7 +256,13 @@ pub(super) async fn apply_changes(link: Arc<ClusterLink>, mut ops: ExternalOps) 
 }
 
 async fn notify(link: &ClusterLink, tenant: &TenantId, headers: HeaderMap, payload: Bytes) {
-    let subject = link.retained_subject(tenant);
+    let subject = match link.retained_subject(tenant) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(tenant = %tenant, "no retained-change subject for the tenant: {e}");
+            return;
+        }
+    };
     if let Err(e) = link
         .nats
         .publish_with_headers(subject, headers, payload)

@@ -237,3 +237,24 @@ fn error_messages_name_the_problem() {
         "the tenant id \"a.b\" must be one or more characters from [A-Za-z0-9_-]"
     );
 }
+
+#[test]
+fn node_subjects_take_only_plain_tokens() {
+    assert_eq!(
+        super::node_subject("p0", "edge-1", "kick").ok().as_deref(),
+        Some("gw.p0.node.edge-1.kick")
+    );
+    for bad in ["", "a.b", "*", ">", "a b", "edge.>"] {
+        assert!(super::node_subject("p0", bad, "kick").is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_retained_changes_subject_is_no_retained_topic_subject() {
+    let space = SubjectSpace::new("p0", "acme")
+        .ok()
+        .unwrap_or_else(|| unreachable!());
+    assert_eq!(space.retained_changes(), "r.p0.acme");
+    let topic = TopicName::try_from("a").unwrap_or_else(|_| unreachable!());
+    assert_ne!(space.retained_subject(&topic), space.retained_changes());
+}
