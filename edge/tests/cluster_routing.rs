@@ -279,16 +279,6 @@ async fn a_share_group_spread_over_edges_gets_each_message_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persistent_sessions_are_refused_or_shortened_on_a_clustered_edge() {
-    let c = TestCluster::start(1).await;
-    let (_c, ack) = raw::open(c.addrs[0], raw::connect_packet(V4, "keeper", false)).await;
-    assert_eq!(ack.reason, ReasonCode::ServerUnavailable);
-    let (_c5, ack) = raw::open_ok(c.addrs[0], raw::persistent_v5("keeper5", 3600)).await;
-    assert_eq!(ack.properties.session_expiry_interval, Some(0));
-    assert!(!ack.session_present);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_local_holds_across_the_backbone() {
     let c = TestCluster::start(1).await;
     let (mut me, _) = raw::open_ok(c.addrs[0], raw::connect_packet(V5, "me", true)).await;

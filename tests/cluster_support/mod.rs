@@ -2,6 +2,7 @@
 //! PostgreSQL, and `stratus edge` processes of one pool, each killed when dropped.
 #![allow(dead_code)]
 
+pub(crate) mod codec_client;
 pub(crate) mod mqtt;
 
 use std::io::{BufRead, BufReader};

@@ -95,6 +95,66 @@ pub enum RedisStateError {
         /// The incarnation that was lost.
         incarnation: String,
     },
+    /// A session's client key cannot be part of a key name.
+    #[error("invalid session client key {client_key:?}: {reason}")]
+    InvalidClientKey {
+        /// The rejected client key.
+        client_key: String,
+        /// Why, and what is allowed.
+        reason: &'static str,
+    },
+    /// A session write batch was refused before reaching Redis; nothing was written.
+    #[error("invalid session write batch: {0}")]
+    InvalidSessionWrite(String),
+    /// A resumed session holds more than the caller's load limits; nothing was changed.
+    #[error(
+        "the stored session of client key {client_key} in tenant {tenant} holds {count} \
+         {what}, more than the load limit of {limit}: nothing was changed; start the client \
+         with a fresh session or raise the limit"
+    )]
+    SessionTooLarge {
+        /// The tenant.
+        tenant: String,
+        /// The session's client key.
+        client_key: String,
+        /// What there is too much of (`subscriptions`, `messages`, ...).
+        what: &'static str,
+        /// How many are stored.
+        count: u64,
+        /// The limit the caller gave.
+        limit: usize,
+    },
+    /// The session stored under a client key belongs to another client id; nothing was
+    /// changed.
+    #[error(
+        "the session stored under client key {client_key} in tenant {tenant} belongs to client \
+         id {stored:?}, not {requested:?}: two client ids map to one key, or the keys under this \
+         namespace were written by another program; nothing was changed"
+    )]
+    SessionClientMismatch {
+        /// The tenant.
+        tenant: String,
+        /// The session's client key.
+        client_key: String,
+        /// The client id stored with the session.
+        stored: String,
+        /// The client id of the claim.
+        requested: String,
+    },
+    /// A stored session field does not have the shape this crate writes.
+    #[error(
+        "corrupt session data in Redis key {key}, field {field:?}: {reason}; the keys under this \
+         namespace were written by another program or version: claim the session fresh (or \
+         delete its keys) to start over"
+    )]
+    CorruptSession {
+        /// The Redis key.
+        key: String,
+        /// The hash field or set member (lossy UTF-8).
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl RedisStateError {

@@ -1,5 +1,6 @@
 //! Key names (the layout is documented in the crate root): the validated [`Namespace`] and the
-//! keys it derives for a tenant's retained messages and for a node incarnation.
+//! keys it derives for a tenant's retained messages, a client's persistent session and a node
+//! incarnation.
 
 use std::sync::Arc;
 
@@ -54,6 +55,19 @@ impl Namespace {
         }
     }
 
+    /// The keys of one client's persistent session, all in the slot of the hash tag
+    /// `{<tenant>:<client key>}`. The caller has checked that `client_key` holds no `{`/`}`.
+    pub(crate) fn session(&self, tenant: &TenantId, client_key: &str) -> SessionKeys {
+        let base = format!("{}:sess:{{{}:{client_key}}}", self.0, tenant.as_str());
+        SessionKeys {
+            meta: format!("{base}:meta"),
+            subs: format!("{base}:subs"),
+            msgs: format!("{base}:msgs"),
+            mstate: format!("{base}:mstate"),
+            q2in: format!("{base}:q2in"),
+        }
+    }
+
     /// The sorted set of known incarnations.
     pub(crate) fn lease_nodes(&self) -> String {
         format!("{}:lease:{{registry}}:nodes", self.0)
@@ -82,6 +96,28 @@ pub(crate) struct RetainedKeys {
     pub(crate) exp: String,
     /// Hash: `count`, `bytes`, `version`.
     pub(crate) meta: String,
+}
+
+/// One client's persistent-session keys.
+#[derive(Debug)]
+pub(crate) struct SessionKeys {
+    /// Hash: `token`, `client_id`, `expiry`, `next_pid`, `cursor`, `offline_at`.
+    pub(crate) meta: String,
+    /// Hash: subscription filter → record.
+    pub(crate) subs: String,
+    /// Hash: decimal sequence → queued or in-flight message record.
+    pub(crate) msgs: String,
+    /// Hash: decimal sequence → the message's delivery state.
+    pub(crate) mstate: String,
+    /// Set: decimal packet ids of incoming QoS 2 messages awaiting PUBREL.
+    pub(crate) q2in: String,
+}
+
+impl SessionKeys {
+    /// Every key, in the order the session scripts take them as `KEYS`.
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [&self.meta, &self.subs, &self.msgs, &self.mstate, &self.q2in]
+    }
 }
 
 /// One incarnation's keys.
@@ -115,6 +151,16 @@ mod tests {
         assert_eq!(keys.msgs, "stratus:p0:ret:{acme}:msgs");
         for key in [&keys.msgs, &keys.idx, &keys.exp, &keys.meta] {
             assert_eq!(hash_tag(key), "acme");
+        }
+    }
+
+    #[test]
+    fn a_sessions_keys_share_its_tenant_and_client_key_tag() {
+        let ns = Namespace::new("stratus:p0").unwrap();
+        let keys = ns.session(&TenantId::new("acme").unwrap(), "k7q2");
+        assert_eq!(keys.meta, "stratus:p0:sess:{acme:k7q2}:meta");
+        for key in keys.all() {
+            assert_eq!(hash_tag(key), "acme:k7q2");
         }
     }
 

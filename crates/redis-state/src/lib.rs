@@ -6,10 +6,12 @@
 //! - [`NodeLeases`]: every edge incarnation keeps a lease; surviving edges list the
 //!   incarnations whose lease lapsed, claim one exclusively, take its registered wills and
 //!   forget it.
+//! - [`SessionStore`]: persistent MQTT sessions, loaded by the edge a client reconnects to;
+//!   every write is fenced by the owner's token, so a stale edge cannot overwrite them.
 //!
-//! Both are clone-cheap handles over one [`redis::aio::ConnectionManager`] (which reconnects on
-//! its own); [`connect`] builds one with bounded timeouts, so a caller can share it between the
-//! two with `from_manager`.
+//! All are clone-cheap handles over one [`redis::aio::ConnectionManager`] (which reconnects on
+//! its own); [`connect`] builds one with bounded timeouts, so a caller can share it between
+//! them with `from_manager`.
 //!
 //! # Key layout
 //!
@@ -28,11 +30,18 @@
 //! | `{ns}:lease:{registry}:reap:<node id>:<incarnation>` | string, `PX` TTL | the reaper's claim |
 //! | `{ns}:lease:{registry}:gone:<node id>:<incarnation>` | string, 24 h TTL | released or reaped: may not renew |
 //! | `{ns}:wills:{<node id>:<incarnation>}` | hash | `<tenant>/<client key>` → 8-byte big-endian token, then the will record |
+//! | `{ns}:sess:{<tenant>:<client key>}:meta` | hash | `token`, `client_id`, `expiry` (s), `next_pid`, `cursor`, `offline_at` (unix ms) |
+//! | `{ns}:sess:{<tenant>:<client key>}:subs` | hash | filter → subscription record (opaque bytes) |
+//! | `{ns}:sess:{<tenant>:<client key>}:msgs` | hash | decimal seq → message record (opaque bytes) |
+//! | `{ns}:sess:{<tenant>:<client key>}:mstate` | hash | decimal seq → message delivery state (opaque bytes) |
+//! | `{ns}:sess:{<tenant>:<client key>}:q2in` | set | decimal packet ids of incoming QoS 2 messages awaiting PUBREL |
 //!
 //! A tenant's retained keys share the tenant's slot, so every retained mutation is one Lua
 //! script: it changes the message, the index, the expiry set and the counters together,
 //! enforces the quota and increments `version`. The lease registry is small and lives in one
-//! slot; wills, written at every CONNECT with a will, are spread by incarnation.
+//! slot; wills, written at every CONNECT with a will, are spread by incarnation. A session's
+//! keys share the session's slot, so a claim, a batch of writes or a delete is one script; an
+//! offline session's keys expire together, at its expiry plus a grace.
 //!
 //! Architecture invariants: no Redis reply is unbounded (scans and will take-overs page, a
 //! load is capped by its caller's limit); no raw tenant string or topic enters this crate
@@ -46,6 +55,7 @@ mod error;
 mod keys;
 mod lease;
 mod retained;
+mod sessions;
 
 pub use admission::{Admission, Admitted};
 pub use connection::{CONNECT_TIMEOUT, connect};
@@ -54,4 +64,8 @@ pub use lease::{Lease, NodeLeases, TakenWill};
 pub use retained::{
     RetainedChange, RetainedEntry, RetainedOutcome, RetainedQuota, RetainedSnapshot, RetainedStore,
     RetainedUsage,
+};
+pub use sessions::{
+    Applied, Claim, ClaimMode, MAX_SESSION_BATCH, MAX_SESSION_FILTER_LEN, MAX_SESSION_RECORD_LEN,
+    SessionLoadLimits, SessionStore, SessionWrite, StoredSessionMessage, StoredSessionState,
 };

@@ -67,6 +67,30 @@ impl SessionState {
         true
     }
 
+    /// Before a session's stream reader queues a message: whether it should wait (it is then
+    /// woken when the queue drains below a quarter). Unlike a publisher, a reader is never
+    /// released by marking the session slow: what it has not queued stays in the stream.
+    pub(crate) fn reader_should_wait(
+        &mut self,
+        limits: &Limits,
+        reader: &Arc<ConnControl>,
+    ) -> bool {
+        if !self.above(limits, 2) {
+            return false;
+        }
+        let congestion = self.congestion.get_or_insert_with(|| {
+            Box::new(Congestion {
+                since: Instant::now(),
+                slow: false,
+                waiters: Vec::new(),
+            })
+        });
+        if !congestion.waiters.iter().any(|w| Arc::ptr_eq(w, reader)) {
+            congestion.waiters.push(Arc::clone(reader));
+        }
+        true
+    }
+
     /// After draining: once below the low-water mark, wakes the waiting publishers.
     pub(crate) fn relieve_congestion(&mut self, limits: &Limits) {
         if self.congestion.is_some() && !self.above(limits, 4) {

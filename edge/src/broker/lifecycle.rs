@@ -214,6 +214,16 @@ impl Broker {
             self.publish_will_as(tenant, &will, replaced_will_id.clone());
         }
         self.redispatch(tenant, None, redispatch);
+        // Clustered shape: a persistent session reads its QoS 1/2 messages from the stream.
+        let persistent = attached.session.state.lock().is_persistent();
+        if let Some(link) = self.cluster()
+            && persistent
+            && link
+                .sessions
+                .bind_new(&tenant.id, &attached.session.client_id, attached.session.id)
+        {
+            link.start_reader(tenant, &attached.session, attached.generation);
+        }
         Ok(attached)
     }
 
@@ -266,6 +276,7 @@ impl Broker {
                         &session.client_id,
                         session.id,
                         generation,
+                        false,
                     )
                 {
                     let link = Arc::clone(link);
@@ -273,6 +284,18 @@ impl Broker {
                 }
             } else {
                 drop(sessions);
+                if let Some(link) = self.cluster() {
+                    // Held here offline: a connection on another edge asks for it first.
+                    link.ownership.released(
+                        &tenant.id,
+                        &session.client_id,
+                        session.id,
+                        generation,
+                        true,
+                    );
+                    link.sessions
+                        .stop_reader(&tenant.id, &session.client_id, session.id);
+                }
                 let expiry = Duration::from_secs(u64::from(st.expiry_secs));
                 let mut stored_will = None;
                 if let Some(w) = will {
@@ -388,6 +411,17 @@ impl Broker {
                 client_id: session.client_id.clone(),
             });
         }
+        if let Some(link) = self.cluster() {
+            link.sessions
+                .stop_reader(&tenant.id, &session.client_id, session.id);
+            if let Some((key, token)) =
+                link.ownership
+                    .ended(&tenant.id, &session.client_id, session.id)
+            {
+                let link = Arc::clone(link);
+                tokio::spawn(async move { link.ownership.delete_record(key, token).await });
+            }
+        }
         leftovers
     }
 
@@ -407,6 +441,7 @@ impl Broker {
             store: &self.store,
             compacted: None,
             publisher: None,
+            stream_seq: None,
         };
         let mut result = RouteResult::default();
         let mut unplaced = Vec::new();
@@ -441,6 +476,7 @@ impl Broker {
                         tenant: tenant.id.clone(),
                         client_id: session.client_id.clone(),
                         message: super::persist::stored_message(&d, None, 0),
+                        stream_seq: None,
                     });
                 }
                 st.queued_bytes += d.msg.weight();

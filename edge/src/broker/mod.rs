@@ -6,6 +6,7 @@ mod alarms;
 mod congestion;
 mod connect_rate;
 mod deque;
+mod handover;
 mod lifecycle;
 mod message;
 pub(crate) mod persist;
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 pub(crate) use lifecycle::{AttachRequest, Attached, Departure};
 pub(crate) use message::{Delivery, Message};
 pub(crate) use persist::unix_ms_now;
-pub(crate) use remote::Via;
+pub(crate) use remote::{Offer, Via};
 pub use restore::RestoreSummary;
 pub(crate) use session::{
     ConnControl, Inflight, InflightState, PendingWill, Session, SessionSubscription,

@@ -4,6 +4,10 @@
 //! matching filters, and gets one delivery with the highest QoS and every subscription
 //! identifier of its matching subscriptions, as in the embedded shape. Share groups receive
 //! messages only through their own queue subscription.
+//!
+//! A persistent session takes QoS 1/2 messages matching one of its QoS 1/2 subscriptions from
+//! its stream reader ([`Broker::offer_from_stream`]), never from these core subscriptions; the
+//! core path gives it only QoS 0 deliveries, and only while it is attached.
 
 use std::sync::Arc;
 
@@ -40,6 +44,7 @@ impl Broker {
             store: &self.store,
             compacted: None,
             publisher: None,
+            stream_seq: None,
         };
         let mut result = RouteResult::default();
         match via {
@@ -82,7 +87,7 @@ impl Broker {
                     let single = j - i == 1;
                     i = j;
                     let Some(granted) = qos else { continue };
-                    if !takes_via(&session, &msg.topic, filter, single) {
+                    if !takes_via(&session, &msg.topic, filter, single, msg.qos) {
                         continue;
                     }
                     let delivery = Delivery {
@@ -103,9 +108,15 @@ impl Broker {
 }
 
 /// Whether `session` takes a message on `topic` from the copy that came through `via`: `via` is
-/// the smallest of the session's own non-shared filters matching the topic.
-fn takes_via(session: &Session, topic: &TopicName, via: &str, single: bool) -> bool {
+/// the smallest of the session's own non-shared filters matching the topic. A persistent session
+/// takes nothing while offline, and no QoS 1/2 message one of its QoS 1/2 subscriptions matches
+/// (its stream reader delivers those).
+fn takes_via(session: &Session, topic: &TopicName, via: &str, single: bool, qos: QoS) -> bool {
     let st = session.state.lock();
+    let persistent = st.is_persistent();
+    if persistent && st.attachment.is_none() {
+        return false;
+    }
     let mut smallest: Option<&str> = None;
     let mut matching = 0;
     for sub in st.subscriptions.iter() {
@@ -116,13 +127,99 @@ fn takes_via(session: &Session, topic: &TopicName, via: &str, single: bool) -> b
         let matches =
             raw == via || TopicFilter::new(ByteString::from(raw)).is_ok_and(|f| f.matches(topic));
         if matches {
+            if persistent && qos != QoS::AtMostOnce && sub.options.qos != QoS::AtMostOnce {
+                return false;
+            }
             matching += 1;
             smallest = Some(smallest.map_or(raw, |s| s.min(raw)));
             // One matching subscription, and it is `via`: nothing else to compare.
-            if single && raw == via {
+            if single && raw == via && !persistent {
                 return true;
             }
         }
     }
     matching > 0 && smallest == Some(via)
+}
+
+/// What became of a message a stream reader offered to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued, or not for this session (a subscription made after it, No Local): move on.
+    Taken,
+    /// The session's queue is above half its limit: wait for the reader's wake-up, then offer
+    /// it again.
+    Full,
+    /// The connection the reader serves is gone: stop.
+    Detached,
+}
+
+impl Broker {
+    /// Offers a message read from the stream at `seq` to one persistent session attached at
+    /// `generation`: one delivery with the highest QoS granted by its matching subscriptions and
+    /// every subscription identifier, if one of its QoS 1/2 subscriptions made before `seq`
+    /// matches.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn offer_from_stream(
+        &self,
+        tenant: &Tenant,
+        session: &Session,
+        generation: u64,
+        msg: &Arc<Message>,
+        origin: Option<SessionId>,
+        seq: u64,
+        subs: &[crate::cluster::ReaderSub],
+        waiter: &Arc<super::ConnControl>,
+    ) -> Offer {
+        let mut granted: Option<QoS> = None;
+        let mut retain_as_published = false;
+        let mut ids = SubscriptionIds::new();
+        let mut started = false;
+        for sub in subs {
+            if !sub.filter.matches(&msg.topic) {
+                continue;
+            }
+            if sub.options.no_local && origin == Some(session.id) {
+                continue;
+            }
+            if sub.options.qos != QoS::AtMostOnce && sub.since < seq {
+                started = true;
+            }
+            granted = Some(granted.map_or(sub.options.qos, |q| q.max(sub.options.qos)));
+            retain_as_published |= sub.options.retain_as_published;
+            if let Some(id) = sub.id {
+                ids.push(id);
+            }
+        }
+        let Some(granted) = granted.filter(|_| started) else {
+            return Offer::Taken;
+        };
+        {
+            let mut st = session.state.lock();
+            if !st.is_attached(generation) || st.ended {
+                return Offer::Detached;
+            }
+            if st.reader_should_wait(&self.config.limits, waiter) {
+                return Offer::Full;
+            }
+        }
+        let mut ctx = EnqueueContext {
+            limits: &self.config.limits,
+            store: &self.store,
+            compacted: None,
+            publisher: None,
+            stream_seq: Some(seq),
+        };
+        let delivery = Delivery {
+            msg: Arc::clone(msg),
+            qos: msg.qos.min(granted),
+            retain: msg.retain && retain_as_published,
+            subscription_ids: ids,
+            group: None,
+            seq: 0,
+        };
+        let outcome = session.enqueue(delivery, &mut ctx);
+        let mut result = RouteResult::default();
+        self.count_outcome(tenant, outcome, &mut result);
+        Offer::Taken
+    }
 }

@@ -77,7 +77,7 @@ impl Broker {
         summary
     }
 
-    fn restore_session(
+    pub(super) fn restore_session(
         &self,
         stored: StoredSession,
         now: Instant,

@@ -151,6 +151,7 @@ impl Broker {
             store: &self.store,
             compacted: None,
             publisher,
+            stream_seq: None,
         };
         let mut result = RouteResult::default();
         let mut i = 0;

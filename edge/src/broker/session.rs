@@ -395,6 +395,8 @@ pub(crate) struct EnqueueContext<'a> {
     pub(crate) compacted: Option<Arc<Message>>,
     /// The publishing connection, which pauses when a subscriber is congested.
     pub(crate) publisher: Option<&'a Arc<ConnControl>>,
+    /// Clustered shape: the JetStream sequence of a message read for one persistent session.
+    pub(crate) stream_seq: Option<u64>,
 }
 
 impl Session {
@@ -463,6 +465,7 @@ impl Session {
                 tenant: self.tenant.clone(),
                 client_id: self.client_id.clone(),
                 message: super::persist::stored_message(&delivery, None, 0),
+                stream_seq: ctx.stream_seq,
             });
         }
         st.queued_bytes += weight;

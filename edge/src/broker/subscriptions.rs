@@ -188,7 +188,7 @@ impl Broker {
                     .remove(&spec.filter, &Subscriber::Session(Arc::clone(session)))
                     .is_some();
                 if removed && let Some(link) = self.cluster() {
-                    link.interest.remove(&tenant.id, &sub.raw);
+                    link.interest.remove(&self.store, &tenant.id, &sub.raw);
                 }
             }
             Some(_) => {
@@ -202,7 +202,7 @@ impl Broker {
                         .write()
                         .remove(&spec.filter, &Subscriber::Group(group));
                     if let Some(link) = self.cluster() {
-                        link.interest.remove(&tenant.id, &sub.raw);
+                        link.interest.remove(&self.store, &tenant.id, &sub.raw);
                     }
                 }
             }
@@ -252,6 +252,7 @@ impl Broker {
             store: &self.store,
             compacted: None,
             publisher: None,
+            stream_seq: None,
         };
         for msg in found {
             let delivery = Delivery {

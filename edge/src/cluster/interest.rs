@@ -87,8 +87,10 @@ impl Interest {
         }
     }
 
-    /// A local subscriber of `raw` left; the last one unsubscribes from NATS.
-    pub(crate) fn remove(&self, tenant: &TenantId, raw: &str) {
+    /// A local subscriber of `raw` left; the last one unsubscribes from NATS. A subscription
+    /// stopped before NATS confirmed it still completes its ticket: the commit position must
+    /// never wait for a subscription that no longer exists.
+    pub(crate) fn remove(&self, store: &crate::store::Store, tenant: &TenantId, raw: &str) {
         let key = Key {
             tenant: tenant.clone(),
             raw: ByteString::from(raw),
@@ -97,7 +99,9 @@ impl Interest {
         if let Entry::Occupied(mut e) = subs.entry(key) {
             e.get_mut().refs -= 1;
             if e.get().refs == 0 {
-                e.remove().task.abort();
+                let sub = e.remove();
+                sub.task.abort();
+                store.complete(sub.ready);
             }
         }
     }

@@ -16,11 +16,14 @@
 //! `edge/docs/mqtt-over-nats.md`.
 
 mod admission;
+mod applier;
 mod interest;
 mod liveness;
 mod ownership;
 mod publisher;
+mod reader;
 mod retained;
+mod sessions;
 mod wills;
 mod wire;
 
@@ -38,6 +41,8 @@ use crate::store::{ExternalOps, Store};
 
 pub(crate) use interest::Interest;
 pub(crate) use ownership::Ownership;
+pub(crate) use reader::ReaderSub;
+pub(crate) use sessions::{SessionIntent, SessionSync};
 pub(crate) use wills::{WillRecord, with_message_id};
 
 /// How an edge joins the cluster (from `stratus edge` flags).
@@ -140,6 +145,8 @@ pub(crate) struct ClusterLink {
     admitted_tenants: parking_lot::Mutex<std::collections::HashSet<TenantId>>,
     /// The node lease, self-fencing and the dead-hand will registry.
     pub(crate) liveness: liveness::Liveness,
+    /// Persistent sessions held by this edge, written through to Redis.
+    pub(crate) sessions: SessionSync,
     outbound: publisher::Outbound,
     next_message: AtomicU64,
     broker: OnceLock<Weak<Broker>>,
@@ -204,6 +211,15 @@ impl ClusterLink {
             url: settings.redis_url.clone(),
             reason: e.to_string(),
         })?;
+        let session_store = stratus_redis_state::SessionStore::connect(
+            &settings.redis_url,
+            &redis_namespace(&settings),
+        )
+        .await
+        .map_err(|e| ClusterError::Redis {
+            url: settings.redis_url.clone(),
+            reason: e.to_string(),
+        })?;
         let (store, ops) = Store::external();
         let incarnation = format!("{}-{:x}", settings.node_id, crate::broker::unix_ms_now());
         let liveness = liveness::Liveness::connect(&settings, &incarnation).await?;
@@ -222,6 +238,7 @@ impl ClusterLink {
             admission,
             admitted_tenants: parking_lot::Mutex::default(),
             liveness,
+            sessions: SessionSync::new(session_store),
             outbound,
             next_message: AtomicU64::new(1),
             broker: OnceLock::new(),
@@ -231,7 +248,7 @@ impl ClusterLink {
     }
 
     /// Connects the link to the broker it feeds and starts its background tasks: the kick
-    /// handler, the applier of retained-message changes, the node lease and the will reaper.
+    /// handler, the applier of store changes (retained messages and sessions) to Redis, the node lease and the will reaper.
     pub(crate) fn start(
         self: &Arc<Self>,
         broker: &Arc<Broker>,
@@ -240,7 +257,7 @@ impl ClusterLink {
         let _ = self.broker.set(Arc::downgrade(broker));
         vec![
             tokio::spawn(ownership::serve_kicks(Arc::clone(self))),
-            tokio::spawn(retained::apply_changes(Arc::clone(self), ops)),
+            tokio::spawn(applier::apply_changes(Arc::clone(self), ops)),
             tokio::spawn(admission::refresh_counts(Arc::clone(self))),
             tokio::spawn(liveness::run_lease(Arc::clone(self))),
             tokio::spawn(liveness::run_reaper(Arc::clone(self))),
@@ -258,13 +275,15 @@ impl ClusterLink {
     }
 
     /// Everything a CONNECT needs from the cluster before it attaches: the tenant's retained
-    /// messages on this edge, and the client id's ownership (its previous connection closed
-    /// wherever it is). Returns the fencing token (0 for an empty client id, which gets a
-    /// cluster-unique assigned one). `Err` says why the CONNECT is refused.
+    /// messages on this edge, the client id's ownership (its previous connection closed
+    /// wherever it is), and its session (loaded from Redis when it resumes one). Returns the
+    /// fencing token (0 for an empty client id, which gets a cluster-unique assigned one).
+    /// `Err` says why the CONNECT is refused.
     pub(crate) async fn prepare_connect(
         self: &Arc<Self>,
         tenant: &Arc<crate::broker::Tenant>,
         client_id: &str,
+        intent: SessionIntent,
     ) -> Result<u64, String> {
         if let Some(why) = self.liveness.refusal() {
             return Err(why);
@@ -273,10 +292,7 @@ impl ClusterLink {
         if client_id.is_empty() {
             return Ok(0);
         }
-        self.ownership
-            .claim(self, &tenant.id, client_id)
-            .await
-            .map(|c| c.token)
+        self.prepare_session(tenant, client_id, intent).await
     }
 
     /// Sends a message routed by a local publisher (or a will) to NATS. QoS 1/2 returns the
@@ -364,7 +380,7 @@ impl ClusterLink {
     }
 
     /// The most retained messages of one tenant an edge loads.
-    fn retained_limit(&self) -> usize {
+    pub(super) fn retained_limit(&self) -> usize {
         self.broker()
             .map_or(usize::MAX, |b| b.config.limits.max_retained_messages)
     }

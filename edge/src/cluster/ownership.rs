@@ -57,6 +57,9 @@ enum OwnerState {
         session: u64,
         generation: u64,
     },
+    /// The connection with this token left a persistent session held here offline: the KV
+    /// record still names this edge, so a later claim anywhere asks it to let the session go.
+    Offline { token: u64, session: u64 },
     /// Another edge claimed it with this (newer) token.
     Superseded(u64),
 }
@@ -65,7 +68,7 @@ impl OwnerState {
     fn token(self) -> u64 {
         match self {
             Self::Claimed(t) | Self::Superseded(t) => t,
-            Self::Attached { token, .. } => token,
+            Self::Attached { token, .. } | Self::Offline { token, .. } => token,
         }
     }
 }
@@ -129,11 +132,7 @@ impl Ownership {
         tenant: &TenantId,
         client_id: &str,
     ) -> Result<Claim, String> {
-        let key = format!(
-            "{}.{}",
-            tenant.as_str(),
-            stratus_topics::client_key(tenant.as_str(), client_id)
-        );
+        let key = record_key(tenant, client_id);
         let record = serde_json::to_vec(&OwnerRecord {
             node: link.settings.node_id.clone(),
             incarnation: link.incarnation.clone(),
@@ -234,14 +233,17 @@ impl Ownership {
         }
     }
 
-    /// The connection attached to `session` at `generation` ended: forgets the claim and
-    /// returns its token when it was still the current one (the caller deletes the KV record).
+    /// The connection attached to `session` at `generation` ended. A persistent session stays
+    /// held here (the claim becomes `Offline` and the KV record keeps naming this edge);
+    /// otherwise the claim is forgotten and its key and token returned when it was still the
+    /// current one (the caller deletes the KV record).
     pub(crate) fn released(
         &self,
         tenant: &TenantId,
         client_id: &ByteString,
         session: u64,
         generation: u64,
+        persistent: bool,
     ) -> Option<(String, u64)> {
         let k = (tenant.clone(), client_id.clone());
         let mut claims = self.claims.lock();
@@ -252,13 +254,34 @@ impl Ownership {
                 generation: g,
             }) if *s == session && *g == generation => {
                 let token = *token;
+                if persistent {
+                    claims
+                        .states
+                        .insert(k, OwnerState::Offline { token, session });
+                    return None;
+                }
                 claims.states.remove(&k);
-                let key = format!(
-                    "{}.{}",
-                    tenant.as_str(),
-                    stratus_topics::client_key(tenant.as_str(), client_id)
-                );
-                Some((key, token))
+                Some((record_key(tenant, client_id), token))
+            }
+            _ => None,
+        }
+    }
+
+    /// The held session `session` ended (expired, or discarded): forgets the claim and returns
+    /// the KV key and token to delete when it was still the current one.
+    pub(crate) fn ended(
+        &self,
+        tenant: &TenantId,
+        client_id: &ByteString,
+        session: u64,
+    ) -> Option<(String, u64)> {
+        let k = (tenant.clone(), client_id.clone());
+        let mut claims = self.claims.lock();
+        match claims.states.get(&k) {
+            Some(OwnerState::Offline { token, session: s }) if *s == session => {
+                let token = *token;
+                claims.states.remove(&k);
+                Some((record_key(tenant, client_id), token))
             }
             _ => None,
         }
@@ -274,9 +297,9 @@ impl Ownership {
         }
     }
 
-    /// Another edge claimed the client id with `token`: returns the local attachment to close,
-    /// if an older one is attached. Called with the tenant's session lock held.
-    fn supersede(&self, key: Key, token: u64) -> Option<(u64, u64)> {
+    /// Another edge claimed the client id with `token`: returns what this edge must let go of,
+    /// if it holds an older claim. Called with the tenant's session lock held.
+    fn supersede(&self, key: Key, token: u64) -> Option<Held> {
         let now = Instant::now();
         let mut claims = self.claims.lock();
         while let Some((at, k, t)) = claims.superseded.front().cloned() {
@@ -301,10 +324,32 @@ impl Ownership {
                 session,
                 generation,
                 ..
-            }) => Some((session, generation)),
+            }) => Some(Held::Attached {
+                session,
+                generation,
+            }),
+            Some(OwnerState::Offline { session, .. }) => Some(Held::Offline { session }),
             _ => None,
         }
     }
+}
+
+/// What a kick finds held on this edge.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// A connection attached to session `session` at `generation`.
+    Attached { session: u64, generation: u64 },
+    /// A persistent session held offline.
+    Offline { session: u64 },
+}
+
+/// The KV key of a client id's ownership record.
+fn record_key(tenant: &TenantId, client_id: &str) -> String {
+    format!(
+        "{}.{}",
+        tenant.as_str(),
+        stratus_topics::client_key(tenant.as_str(), client_id)
+    )
 }
 
 /// Asks `node` to close its connection of `client_id` and waits for its answer (bounded).
@@ -386,8 +431,10 @@ pub(super) async fn serve_kicks(link: Arc<ClusterLink>) {
     }
 }
 
-/// Closes the local connection a kick names (if it is older than the kick) and waits until it
-/// is detached, bounded by `kick_timeout`.
+/// Lets go of what a kick names, if it is older than the kick: closes the local connection
+/// (waiting until it detached, bounded by `kick_timeout`), drops a persistent session held here
+/// from memory, and waits until every change this edge made to its state reached Redis, so the
+/// new owner loads all of it.
 async fn handle_kick(link: &ClusterLink, req: KickRequest) -> &'static str {
     let Ok(tenant_id) = TenantId::new(&req.tenant) else {
         return "malformed";
@@ -399,19 +446,26 @@ async fn handle_kick(link: &ClusterLink, req: KickRequest) -> &'static str {
     let client_id = ByteString::from(req.client_id.as_str());
     let target = {
         let sessions = tenant.sessions.lock();
-        let target = link
+        let held = link
             .ownership
             .supersede((tenant_id.clone(), client_id.clone()), req.token);
-        target.and_then(|(session_id, generation)| {
+        held.and_then(|held| {
+            let (session_id, generation) = match held {
+                Held::Attached {
+                    session,
+                    generation,
+                } => (session, Some(generation)),
+                Held::Offline { session } => (session, None),
+            };
             let session = sessions.get(&client_id).filter(|s| s.id == session_id)?;
-            let st = session.state.lock();
-            if !st.is_attached(generation) {
-                return None;
+            if let Some(generation) = generation {
+                let st = session.state.lock();
+                if st.is_attached(generation)
+                    && let Some(attachment) = &st.attachment
+                {
+                    attachment.control.kick(ReasonCode::SessionTakenOver);
+                }
             }
-            st.attachment
-                .as_ref()?
-                .control
-                .kick(ReasonCode::SessionTakenOver);
             Some((Arc::clone(session), generation))
         })
     };
@@ -421,11 +475,28 @@ async fn handle_kick(link: &ClusterLink, req: KickRequest) -> &'static str {
     tracing::info!(
         tenant = %tenant_id,
         client_id = %client_id,
-        "session taken over by a connection on another edge; the local connection is closed"
+        "session taken over by a connection on another edge; the local connection is closed \
+         and the session handed over"
     );
     let deadline = Instant::now() + link.settings.kick_timeout;
-    while session.state.lock().is_attached(generation) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    if let Some(generation) = generation {
+        while session.state.lock().is_attached(generation) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
+    broker.hand_over(&tenant, &session);
+    if tokio::time::timeout_at(deadline, super::sessions::flush(&broker.store))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tenant = %tenant_id,
+            client_id = %client_id,
+            "session changes not all in Redis within kick_timeout; the new owner's fencing \
+             token makes the rest no-ops"
+        );
+    }
+    link.sessions
+        .forget(&tenant_id, &session.client_id, session.id);
     "kicked"
 }

@@ -24,7 +24,7 @@ use stratus_topics::TopicName;
 
 use super::ClusterLink;
 use crate::broker::{Tenant, persist};
-use crate::store::{ExternalOps, StoreOp};
+use crate::store::StoreOp;
 
 const VERSION: &str = "Stratus-Retained-Version";
 const OP: &str = "Stratus-Retained-Op";
@@ -176,82 +176,79 @@ fn apply(tenant: &Tenant, op: Option<&str>, payload: &Bytes, expires: Option<Str
     }
 }
 
-/// Applies the broker's store operations (retained messages) to Redis, then tells the other
-/// edges; completes each ticket once Redis has the change. A Redis error is retried (the
-/// acknowledgements waiting for it are held) until Redis answers.
-pub(super) async fn apply_changes(link: Arc<ClusterLink>, mut ops: ExternalOps) {
-    while let Some((ticket, op)) = ops.recv().await {
-        let Some(broker) = link.broker() else { return };
-        let quota = RetainedQuota {
-            max_messages: broker.config.limits.max_retained_messages,
-            max_bytes: broker.config.limits.max_retained_bytes,
-        };
-        match op {
-            StoreOp::PutRetained {
-                tenant,
-                topic,
-                publish,
-                expires_at_ms,
-            } => {
-                let Ok(topic) = TopicName::new(topic) else {
-                    broker.store.complete(ticket);
-                    continue;
-                };
-                let change = retry_redis(|| {
-                    link.retained.store.put(
-                        &tenant,
-                        &topic,
-                        &publish,
-                        expires_at_ms,
-                        quota,
-                        crate::broker::unix_ms_now(),
-                    )
-                })
-                .await;
-                if change.outcome == RetainedOutcome::QuotaExceeded {
-                    tracing::warn!(tenant = %tenant, topic = %topic, "retained message refused by the tenant's quota in Redis (another edge filled it); reloading");
-                    let t = broker.tenant(&tenant);
-                    let copy = link.retained.tenants.lock().get(&tenant).cloned();
-                    if let Some(copy) = copy
-                        && let Err(e) = link.retained.reload(&t, &copy, link.retained_limit()).await
-                    {
-                        tracing::warn!("retained messages not reloaded: {e}");
-                    }
-                } else {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(VERSION, change.version.to_string().as_str());
-                    headers.insert(OP, "put");
-                    if let Some(at) = expires_at_ms {
-                        headers.insert(EXPIRES, at.to_string().as_str());
-                    }
-                    notify(&link, &tenant, headers, publish).await;
+/// Applies one change to retained messages to Redis, then tells the other edges. A Redis error
+/// is retried (the acknowledgements waiting for it are held) until Redis answers.
+pub(super) async fn apply_retained(
+    link: &ClusterLink,
+    broker: &crate::broker::Broker,
+    op: StoreOp,
+) {
+    let quota = RetainedQuota {
+        max_messages: broker.config.limits.max_retained_messages,
+        max_bytes: broker.config.limits.max_retained_bytes,
+    };
+    match op {
+        StoreOp::PutRetained {
+            tenant,
+            topic,
+            publish,
+            expires_at_ms,
+        } => {
+            let Ok(topic) = TopicName::new(topic) else {
+                return;
+            };
+            let change = retry_redis(|| {
+                link.retained.store.put(
+                    &tenant,
+                    &topic,
+                    &publish,
+                    expires_at_ms,
+                    quota,
+                    crate::broker::unix_ms_now(),
+                )
+            })
+            .await;
+            if change.outcome == RetainedOutcome::QuotaExceeded {
+                tracing::warn!(tenant = %tenant, topic = %topic, "retained message refused by the tenant's quota in Redis (another edge filled it); reloading");
+                let t = broker.tenant(&tenant);
+                let copy = link.retained.tenants.lock().get(&tenant).cloned();
+                if let Some(copy) = copy
+                    && let Err(e) = link.retained.reload(&t, &copy, link.retained_limit()).await
+                {
+                    tracing::warn!("retained messages not reloaded: {e}");
                 }
-            }
-            StoreOp::DeleteRetained { tenant, topic } => {
-                let Ok(topic) = TopicName::new(topic) else {
-                    broker.store.complete(ticket);
-                    continue;
-                };
-                let change = retry_redis(|| link.retained.store.delete(&tenant, &topic)).await;
-                if change.outcome == RetainedOutcome::Deleted {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(VERSION, change.version.to_string().as_str());
-                    headers.insert(OP, "delete");
-                    notify(
-                        &link,
-                        &tenant,
-                        headers,
-                        Bytes::copy_from_slice(topic.as_str().as_bytes()),
-                    )
-                    .await;
+            } else {
+                let mut headers = HeaderMap::new();
+                headers.insert(VERSION, change.version.to_string().as_str());
+                headers.insert(OP, "put");
+                if let Some(at) = expires_at_ms {
+                    headers.insert(EXPIRES, at.to_string().as_str());
                 }
+                notify(link, &tenant, headers, publish).await;
             }
-            other => tracing::error!(
-                op = ?std::mem::discriminant(&other),
-                "session state change reached the clustered store, which does not keep sessions yet"
-            ),
         }
-        broker.store.complete(ticket);
+        StoreOp::DeleteRetained { tenant, topic } => {
+            let Ok(topic) = TopicName::new(topic) else {
+                return;
+            };
+            let change = retry_redis(|| link.retained.store.delete(&tenant, &topic)).await;
+            if change.outcome == RetainedOutcome::Deleted {
+                let mut headers = HeaderMap::new();
+                headers.insert(VERSION, change.version.to_string().as_str());
+                headers.insert(OP, "delete");
+                notify(
+                    link,
+                    &tenant,
+                    headers,
+                    Bytes::copy_from_slice(topic.as_str().as_bytes()),
+                )
+                .await;
+            }
+        }
+        other => tracing::error!(
+            op = ?std::mem::discriminant(&other),
+            "a session change reached the retained-message applier"
+        ),
     }
 }
 
@@ -273,7 +270,7 @@ async fn notify(link: &ClusterLink, tenant: &TenantId, headers: HeaderMap, paylo
 }
 
 /// Runs a Redis call until it succeeds, backing off up to a second between attempts.
-async fn retry_redis<T, F, Fut>(mut call: F) -> T
+pub(super) async fn retry_redis<T, F, Fut>(mut call: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, stratus_redis_state::RedisStateError>>,

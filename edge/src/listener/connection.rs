@@ -151,7 +151,8 @@ pub(super) async fn handshake(
     // another edge) and make sure the tenant's retained messages are here.
     let mut token = 0;
     if let Some(link) = ctx.broker.cluster() {
-        match Box::pin(link.prepare_connect(&tenant, &connect.client_id)).await {
+        let intent = protocol::session_intent(&connect, limits);
+        match Box::pin(link.prepare_connect(&tenant, &connect.client_id, intent)).await {
             Ok(t) => token = t,
             Err(why) => {
                 tracing::warn!("connection refused: {why}");

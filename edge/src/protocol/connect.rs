@@ -12,6 +12,7 @@ use super::engine::{ClientLimits, Engine};
 use super::publish::{PublishError, build_message, will_publish_properties};
 use crate::access::Principal;
 use crate::broker::{AttachRequest, Broker, ConnControl, PendingWill, Tenant};
+use crate::config::Limits;
 
 /// A refused CONNECT: the CONNACK to send (if any) before closing, and why, for the log.
 #[derive(Debug)]
@@ -113,27 +114,8 @@ pub(crate) fn accept(
     }
 
     // Session expiry.
-    let requested_expiry = if v5 {
-        connect.properties.session_expiry_interval.unwrap_or(0)
-    } else if connect.clean_start {
-        0
-    } else {
-        limits.max_session_expiry
-    };
-    let mut expiry_secs = requested_expiry.min(limits.max_session_expiry);
-    if broker.cluster().is_some() && expiry_secs > 0 {
-        // Sessions that outlive their connection are not yet kept in the cluster (Redis
-        // sessions are the next step of issue 5): a 5.0 client is told its session ends with
-        // the connection; a 3.1.1 client, which cannot be told, is refused rather than promised
-        // a queue the cluster would not keep.
-        if !v5 {
-            return Err(Refusal::with(
-                ReasonCode::ServerUnavailable,
-                "persistent sessions (clean session = 0) are not available on a clustered edge                  yet; connect with clean session = 1",
-            ));
-        }
-        expiry_secs = 0;
-    }
+    let requested_expiry = requested_expiry(&connect);
+    let expiry_secs = requested_expiry.min(limits.max_session_expiry);
     if v5 && expiry_secs != requested_expiry {
         props.session_expiry_interval = Some(expiry_secs);
     }
@@ -249,6 +231,26 @@ pub(crate) fn accept(
         now,
     );
     Ok((engine, connack))
+}
+
+/// The Session Expiry Interval a CONNECT asks for, before the cap: the 5.0 property, or for
+/// 3.1.1 0 with clean session and "as long as allowed" without.
+fn requested_expiry(connect: &Connect) -> u32 {
+    if connect.protocol == ProtocolVersion::V5 {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    }
+}
+
+/// What a CONNECT asks of its session, for the clustered shape's preparation before it attaches.
+pub(crate) fn session_intent(connect: &Connect, limits: &Limits) -> crate::cluster::SessionIntent {
+    crate::cluster::SessionIntent {
+        clean_start: connect.clean_start,
+        expiry_secs: requested_expiry(connect).min(limits.max_session_expiry),
+    }
 }
 
 /// A fresh client id for a client that sent an empty one.

@@ -201,6 +201,7 @@ impl Engine {
                             tenant: self.tenant.id.clone(),
                             client_id: self.session.client_id.clone(),
                             packet_id: pid.get(),
+                            after: ticket,
                         }));
                     }
                 }

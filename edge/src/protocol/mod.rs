@@ -9,5 +9,5 @@ mod output;
 mod publish;
 mod subscriptions;
 
-pub(crate) use connect::{Refusal, accept, failure};
+pub(crate) use connect::{Refusal, accept, failure, session_intent};
 pub(crate) use engine::{Close, Engine, Flow};

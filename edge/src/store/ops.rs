@@ -64,6 +64,9 @@ pub(crate) enum StoreOp {
         client_id: ByteString,
         /// The message.
         message: StoredMessage,
+        /// Clustered shape: the JetStream stream sequence it was read at (the session's read
+        /// position moves past it once this change is applied).
+        stream_seq: Option<u64>,
     },
     /// Records that a queued message was sent (packet id assigned) or moved on in the QoS 2 flow.
     UpdateMessage {
@@ -95,6 +98,10 @@ pub(crate) enum StoreOp {
         client_id: ByteString,
         /// The packet identifier.
         packet_id: u16,
+        /// The ticket of the message's own publication: the clustered store records the packet
+        /// id only once that publication is durable, so a resent PUBLISH is never taken for one
+        /// already stored when it was not (0: nothing to wait for).
+        after: super::Ticket,
     },
     /// Forgets an inbound QoS 2 packet identifier (PUBREL received).
     RemoveIncomingQos2 {

@@ -315,6 +315,7 @@ impl Database {
                 tenant,
                 client_id,
                 message,
+                stream_seq: _,
             } => {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO messages
@@ -364,6 +365,7 @@ impl Database {
                 tenant,
                 client_id,
                 packet_id,
+                after: _,
             } => {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO incoming_qos2 (tenant, client_id, packet_id)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stratus_model::TenantId;
-use stratus_redis_state::{NodeLeases, RetainedQuota, RetainedStore};
+use stratus_redis_state::{NodeLeases, RetainedQuota, RetainedStore, SessionStore};
 use stratus_topics::{TopicFilter, TopicName};
 
 /// The Redis URL the suite runs against.
@@ -36,6 +36,12 @@ pub(crate) async fn store(test: &str) -> RetainedStore {
 
 pub(crate) async fn leases(test: &str) -> NodeLeases {
     NodeLeases::connect(&redis_url(), &unique_namespace(test))
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn sessions(test: &str) -> SessionStore {
+    SessionStore::connect(&redis_url(), &unique_namespace(test))
         .await
         .unwrap()
 }
