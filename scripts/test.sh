@@ -76,6 +76,9 @@ source scripts/services-test-up.sh
 step "tests"
 cargo nextest run --workspace --locked --profile ci
 
+step "behaviour parity: the edge's suites against three clustered edges (scripts/parity-cluster.sh)"
+scripts/parity-cluster.sh --profile ci
+
 step "API checks (schemathesis against /api/openapi.json of a fresh stratus dev)"
 scripts/api-schema-check.sh "$CARGO_TARGET_DIR/debug/stratus" "$venv/bin/schemathesis"
 

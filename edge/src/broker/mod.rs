@@ -37,7 +37,7 @@ pub(crate) use persist::unix_ms_now;
 pub(crate) use remote::{Offer, Via};
 pub use restore::RestoreSummary;
 pub(crate) use session::{
-    ConnControl, Inflight, InflightState, PendingWill, Session, SessionSubscription,
+    ConnControl, Inflight, InflightState, PendingWill, Session, SessionState, SessionSubscription,
 };
 pub(crate) use tenant::{Tenant, TenantStats};
 

@@ -87,7 +87,14 @@ impl Broker {
                     let single = j - i == 1;
                     i = j;
                     let Some(granted) = qos else { continue };
-                    if !takes_via(&session, &msg.topic, filter, single, msg.qos) {
+                    if !takes_via(
+                        &session,
+                        &msg.topic,
+                        filter,
+                        single,
+                        msg.qos,
+                        self.config.limits.queue_qos0_messages,
+                    ) {
                         continue;
                     }
                     let delivery = Delivery {
@@ -109,12 +116,19 @@ impl Broker {
 
 /// Whether `session` takes a message on `topic` from the copy that came through `via`: `via` is
 /// the smallest of the session's own non-shared filters matching the topic. A persistent session
-/// takes nothing while offline, and no QoS 1/2 message one of its QoS 1/2 subscriptions matches
-/// (its stream reader delivers those).
-fn takes_via(session: &Session, topic: &TopicName, via: &str, single: bool, qos: QoS) -> bool {
+/// takes no QoS 1/2 message one of its QoS 1/2 subscriptions matches (its stream reader delivers
+/// those), and while offline only QoS 0 deliveries, if `queue_qos0` (as in the embedded shape).
+fn takes_via(
+    session: &Session,
+    topic: &TopicName,
+    via: &str,
+    single: bool,
+    qos: QoS,
+    queue_qos0: bool,
+) -> bool {
     let st = session.state.lock();
     let persistent = st.is_persistent();
-    if persistent && st.attachment.is_none() {
+    if persistent && st.attachment.is_none() && !queue_qos0 {
         return false;
     }
     let mut smallest: Option<&str> = None;
@@ -144,8 +158,10 @@ fn takes_via(session: &Session, topic: &TopicName, via: &str, single: bool, qos:
 /// What became of a message a stream reader offered to its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
-    /// Queued, or not for this session (a subscription made after it, No Local): move on.
-    Taken,
+    /// Queued (or dropped by a full queue, and counted): move on.
+    Queued,
+    /// Not for this session (a subscription made after it, No Local): move on.
+    NotForSession,
     /// The session's queue is above half its limit: wait for the reader's wake-up, then offer
     /// it again.
     Full,
@@ -155,7 +171,7 @@ pub(crate) enum Offer {
 
 impl Broker {
     /// Offers a message read from the stream at `seq` to one persistent session attached at
-    /// `generation`: one delivery with the highest QoS granted by its matching subscriptions and
+    /// `generation` (or, with `None`, offline and being caught up before its CONNACK): one delivery with the highest QoS granted by its matching subscriptions and
     /// every subscription identifier, if one of its QoS 1/2 subscriptions made before `seq`
     /// matches.
     #[allow(clippy::too_many_arguments)]
@@ -163,7 +179,7 @@ impl Broker {
         &self,
         tenant: &Tenant,
         session: &Session,
-        generation: u64,
+        generation: Option<u64>,
         msg: &Arc<Message>,
         origin: Option<SessionId>,
         seq: u64,
@@ -191,14 +207,14 @@ impl Broker {
             }
         }
         let Some(granted) = granted.filter(|_| started) else {
-            return Offer::Taken;
+            return Offer::NotForSession;
         };
         {
             let mut st = session.state.lock();
-            if !st.is_attached(generation) || st.ended {
+            if st.ended || generation.is_some_and(|g| !st.is_attached(g)) {
                 return Offer::Detached;
             }
-            if st.reader_should_wait(&self.config.limits, waiter) {
+            if generation.is_some() && st.reader_should_wait(&self.config.limits, waiter) {
                 return Offer::Full;
             }
         }
@@ -220,6 +236,24 @@ impl Broker {
         let outcome = session.enqueue(delivery, &mut ctx);
         let mut result = RouteResult::default();
         self.count_outcome(tenant, outcome, &mut result);
-        Offer::Taken
+        Offer::Queued
+    }
+
+    /// A message of a resumed session's offline backlog beyond `limits.max_queued_messages`:
+    /// dropped and counted, as the embedded shape drops what does not fit an offline queue.
+    pub(crate) fn drop_from_backlog(&self, tenant: &Tenant, session: &Session) {
+        let mut st = session.state.lock();
+        st.dropped += 1;
+        if st.dropped.is_power_of_two() {
+            tracing::warn!(
+                tenant = %tenant.id,
+                client_id = %session.client_id,
+                dropped = st.dropped,
+                "offline backlog beyond limits.max_queued_messages dropped on resume"
+            );
+        }
+        drop(st);
+        let mut result = RouteResult::default();
+        self.count_outcome(tenant, super::session::EnqueueOutcome::Dropped, &mut result);
     }
 }

@@ -22,6 +22,9 @@ use futures_util::StreamExt;
 use stratus_codec::{QoS, SubscriptionOptions};
 use stratus_topics::{QosClass, TopicFilter};
 
+use stratus_model::TenantId;
+
+use super::sessions::ReaderStart;
 use super::{ClusterLink, wire};
 use crate::broker::{ConnControl, Offer, Session, Tenant};
 
@@ -56,41 +59,20 @@ impl ClusterLink {
         else {
             return;
         };
-        let subs: Vec<ReaderSub> = {
+        let subs = {
             let st = session.state.lock();
             if !st.is_attached(generation) {
                 return;
             }
-            st.subscriptions
-                .iter()
-                .filter(|s| !s.raw.starts_with("$share/"))
-                .filter_map(|s| {
-                    let filter = TopicFilter::new(s.filter()).ok()?;
-                    Some(ReaderSub {
-                        since: start.since.get(&*s.raw).copied().unwrap_or(0),
-                        filter,
-                        options: s.options,
-                        id: s.id,
-                    })
-                })
-                .collect()
+            reader_subs(&st, &start)
         };
         if !subs.iter().any(|s| s.options.qos != QoS::AtMostOnce) {
             self.sessions
                 .stop_reader(&tenant.id, &session.client_id, session.id);
             return;
         }
-        let subjects = match self.space(&tenant.id) {
-            Ok(space) => covering_subjects(
-                subs.iter()
-                    .filter(|s| s.options.qos != QoS::AtMostOnce)
-                    .flat_map(|s| space.filter_subjects(&s.filter, Some(QosClass::Durable))),
-                space.durable_wildcard(),
-            ),
-            Err(e) => {
-                tracing::error!(tenant = %tenant.id, "no subject space for the tenant: {e}");
-                return;
-            }
+        let Some(subjects) = self.reader_subjects(&tenant.id, &subs) else {
+            return;
         };
         let task = tokio::spawn(run(
             Arc::clone(self),
@@ -107,6 +89,7 @@ impl ClusterLink {
 }
 
 /// Reads the stream for one session until it detaches (or the task is stopped).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     link: Arc<ClusterLink>,
     tenant: Arc<Tenant>,
@@ -180,14 +163,14 @@ async fn run(
                 match broker.offer_from_stream(
                     &tenant,
                     &session,
-                    generation,
+                    Some(generation),
                     &received.msg,
                     received.origin,
                     seq,
                     &subs,
                     &waiter,
                 ) {
-                    Offer::Taken => {
+                    Offer::Queued | Offer::NotForSession => {
                         position.store(seq, Ordering::Release);
                         break;
                     }
@@ -206,6 +189,143 @@ async fn run(
             }
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The session's non-shared subscriptions as a reader matches them.
+fn reader_subs(st: &crate::broker::SessionState, start: &ReaderStart) -> Vec<ReaderSub> {
+    st.subscriptions
+        .iter()
+        .filter(|s| !s.raw.starts_with("$share/"))
+        .filter_map(|s| {
+            let filter = TopicFilter::new(s.filter()).ok()?;
+            Some(ReaderSub {
+                since: start.since.get(&*s.raw).copied().unwrap_or(0),
+                filter,
+                options: s.options,
+                id: s.id,
+            })
+        })
+        .collect()
+}
+
+impl ClusterLink {
+    /// The consumer filter subjects for a session's QoS 1/2 subscriptions.
+    fn reader_subjects(&self, tenant: &TenantId, subs: &[ReaderSub]) -> Option<Vec<String>> {
+        match self.space(tenant) {
+            Ok(space) => Some(covering_subjects(
+                subs.iter()
+                    .filter(|s| s.options.qos != QoS::AtMostOnce)
+                    .flat_map(|s| space.filter_subjects(&s.filter, Some(QosClass::Durable))),
+                space.durable_wildcard(),
+            )),
+            Err(e) => {
+                tracing::error!(tenant = %tenant, "no subject space for the tenant: {e}");
+                None
+            }
+        }
+    }
+
+    /// Reads what a session resumed from Redis missed while offline (after its read position,
+    /// up to the stream's head now) into its queue before its CONNACK, as the embedded shape
+    /// holds an offline queue: the client gets its backlog before anything live. At most what
+    /// fits `limits.max_queued_messages` is kept; the rest is dropped and counted, as an offline
+    /// queue drops what does not fit. The reader then starts at the head.
+    pub(crate) async fn catch_up(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        session: &Arc<Session>,
+    ) -> Result<(), String> {
+        let Some(broker) = self.broker() else {
+            return Ok(());
+        };
+        let Some(start) = self
+            .sessions
+            .reader_start(&tenant.id, &session.client_id, session.id)
+        else {
+            return Ok(());
+        };
+        let head = self.stream_head().await?;
+        let from = start.position.load(Ordering::Acquire).saturating_add(1);
+        let (subs, mut budget) = {
+            let st = session.state.lock();
+            (
+                reader_subs(&st, &start),
+                broker
+                    .config
+                    .limits
+                    .max_queued_messages
+                    .saturating_sub(st.queued_len()),
+            )
+        };
+        if from > head || !subs.iter().any(|s| s.options.qos != QoS::AtMostOnce) {
+            start.position.fetch_max(head, Ordering::AcqRel);
+            return Ok(());
+        }
+        let Some(subjects) = self.reader_subjects(&tenant.id, &subs) else {
+            return Ok(());
+        };
+        let mut config = OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        };
+        if let [one] = subjects.as_slice() {
+            config.filter_subject.clone_from(one);
+        } else {
+            config.filter_subjects.clone_from(&subjects);
+        }
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let stream = js
+            .get_stream(super::publisher::stream_name(&self.settings.pool))
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut remaining = consumer.cached_info().num_pending;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let waiter = Arc::new(ConnControl::default());
+        while remaining > 0 {
+            let Some(item) = messages.next().await else {
+                break;
+            };
+            let m = item.map_err(|e| e.to_string())?;
+            let Ok(info) = m.info() else { continue };
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            remaining = pending;
+            if seq > head {
+                break;
+            }
+            if let Some(received) = wire::decode(&m.payload, m.headers.as_ref(), &self.incarnation)
+            {
+                let matches = subs.iter().any(|s| {
+                    s.options.qos != QoS::AtMostOnce
+                        && s.since < seq
+                        && s.filter.matches(&received.msg.topic)
+                });
+                if matches && budget == 0 {
+                    broker.drop_from_backlog(tenant, session);
+                } else if broker.offer_from_stream(
+                    tenant,
+                    session,
+                    None,
+                    &received.msg,
+                    received.origin,
+                    seq,
+                    &subs,
+                    &waiter,
+                ) == Offer::Queued
+                {
+                    budget = budget.saturating_sub(1);
+                }
+            }
+            start.position.fetch_max(seq, Ordering::AcqRel);
+        }
+        start.position.fetch_max(head, Ordering::AcqRel);
+        Ok(())
     }
 }
 

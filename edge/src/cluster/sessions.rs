@@ -247,16 +247,6 @@ impl SessionSync {
             h.since.remove(filter);
         }
     }
-
-    /// Whether the client id's session has a running reader (attached sessions with QoS 1/2
-    /// subscriptions).
-    #[cfg(test)]
-    pub(crate) fn has_reader(&self, tenant: &TenantId, client_id: &ByteString) -> bool {
-        self.held
-            .lock()
-            .get(&(tenant.clone(), client_id.clone()))
-            .is_some_and(|h| h.reader.as_ref().is_some_and(|r| !r.is_finished()))
-    }
 }
 
 impl ClusterLink {
@@ -362,9 +352,14 @@ impl ClusterLink {
                 self.sessions
                     .register(&tenant.id, &client_id_bytes, 0, token, cursor, since);
                 match broker.install_session(tenant, stored) {
-                    Some(session) => self
-                        .sessions
-                        .rebind(&tenant.id, &client_id_bytes, session.id),
+                    Some(session) => {
+                        self.sessions
+                            .rebind(&tenant.id, &client_id_bytes, session.id);
+                        // What was published while it was offline is queued before the CONNACK.
+                        if let Err(e) = self.catch_up(tenant, &session).await {
+                            tracing::warn!(tenant = %tenant.id, client_id = %client_id, "offline messages not read before the CONNACK (the reader delivers them after): {e}");
+                        }
+                    }
                     None => self.sessions.forget_any(&tenant.id, &client_id_bytes),
                 }
                 Ok(token)

@@ -25,9 +25,16 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tower::ServiceExt;
 
-/// A broker running inside the test process.
+pub mod cluster_shape;
+
+/// A broker running inside the test process (three clustered edges behind a round-robin front
+/// with `STRATUS_TEST_SHAPE=cluster`, see `cluster_shape.rs`).
 pub struct TestServer {
     running: Option<RunningServer>,
+    /// The clustered shape: the other edges, the front and the pool.
+    others: Vec<RunningServer>,
+    front: Option<cluster_shape::Front>,
+    pool: Option<String>,
     /// MQTT address.
     pub addr: SocketAddr,
     /// HTTP address.
@@ -65,6 +72,45 @@ fn services(plane: &ControlPlane) -> Services {
     }
 }
 
+/// Starts the broker: one embedded edge, or the clustered shape's edges of `pool` (each with a
+/// data directory of its own, the API on the first) and their front.
+async fn start_edges(
+    config: &BrokerConfig,
+    plane: &ControlPlane,
+    pool: Option<&str>,
+) -> (
+    RunningServer,
+    Vec<RunningServer>,
+    Option<cluster_shape::Front>,
+) {
+    let Some(pool) = pool else {
+        let running = RunningServer::start(config.clone(), services(plane))
+            .await
+            .unwrap();
+        return (running, Vec::new(), None);
+    };
+    let mut edges = Vec::new();
+    for i in 0..cluster_shape::EDGES {
+        let mut config = config.clone();
+        config.data_dir = config.data_dir.join(format!("edge{i}"));
+        if i > 0 {
+            config.ws_listen = None;
+            config.mqtts_listen = None;
+            config.wss_listen = None;
+        }
+        let mut services = services(plane);
+        if i > 0 {
+            services.http = None;
+        }
+        services.cluster = Some(cluster_shape::settings(pool, i));
+        edges.push(RunningServer::start(config, services).await.unwrap());
+    }
+    let front =
+        cluster_shape::Front::start(edges.iter().map(RunningServer::mqtt_addr).collect()).await;
+    let first = edges.remove(0);
+    (first, edges, Some(front))
+}
+
 impl TestServer {
     /// Starts a broker with the default configuration.
     pub async fn start() -> Self {
@@ -84,13 +130,15 @@ impl TestServer {
         config.sys.interval_secs = 0;
         tweak(&mut config);
         let plane = open_plane(dir.path(), &config).await;
-        let running = RunningServer::start(config.clone(), services(&plane))
-            .await
-            .unwrap();
+        let pool = cluster_shape::enabled().then(|| stratus_testkit::unique_name("par"));
+        let (running, others, front) = start_edges(&config, &plane, pool.as_deref()).await;
         Self {
-            addr: running.mqtt_addr(),
+            addr: front.as_ref().map_or(running.mqtt_addr(), |f| f.addr),
             http: running.http_addr(),
             running: Some(running),
+            others,
+            front,
+            pool,
             config,
             plane,
             dir,
@@ -229,17 +277,27 @@ impl TestServer {
         self.config.data_dir.clone()
     }
 
-    /// Stops gracefully and starts again on the same data directory (new ports).
+    /// Stops gracefully and starts again on the same data directory (new ports); the clustered
+    /// shape restarts every edge of the same pool.
     pub async fn restart(&mut self) {
+        self.shutdown_all().await;
+        let (running, others, front) =
+            start_edges(&self.config, &self.plane, self.pool.as_deref()).await;
+        self.addr = front.as_ref().map_or(running.mqtt_addr(), |f| f.addr);
+        self.http = running.http_addr();
+        self.running = Some(running);
+        self.others = others;
+        self.front = front;
+    }
+
+    async fn shutdown_all(&mut self) {
+        self.front = None;
+        for r in self.others.drain(..) {
+            r.shutdown(Duration::from_secs(5)).await;
+        }
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(5)).await;
         }
-        let running = RunningServer::start(self.config.clone(), services(&self.plane))
-            .await
-            .unwrap();
-        self.addr = running.mqtt_addr();
-        self.http = running.http_addr();
-        self.running = Some(running);
     }
 
     /// What the last start restored.
@@ -249,9 +307,7 @@ impl TestServer {
 
     /// Graceful shutdown.
     pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown(Duration::from_secs(5)).await;
-        }
+        self.shutdown_all().await;
     }
 
     /// The MQTT-over-WebSocket listener (on by default in tests).
