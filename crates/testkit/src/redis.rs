@@ -17,8 +17,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const INSTALL_HINT: &str = "apt-get install redis-server";
 
-/// One `redis-server` on loopback without persistence (`--save '' --appendonly no`), its working
-/// directory and log in a temporary directory. Killed (SIGKILL) when dropped.
+/// One `redis-server` on loopback without persistence (`--save '' --appendonly no`; or with an
+/// fsynced AOF, [`RedisServer::start_durable`]), its working directory and log in a temporary
+/// directory. Killed (SIGKILL) when dropped.
 ///
 /// Without persistence a [`restart`](Self::restart) comes back empty, as a cache node that crashed
 /// does. All methods block; see the crate documentation.
@@ -33,16 +34,27 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits (up to 30 s) until it answers PING.
     pub fn start() -> Result<Self, TestkitError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), but every write is appended to an AOF file and fsynced
+    /// before Redis answers (`--appendonly yes --appendfsync always`): [`restart`](Self::restart),
+    /// even after [`kill`](Self::kill), comes back with everything it acknowledged.
+    pub fn start_durable() -> Result<Self, TestkitError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self, TestkitError> {
         let mut attempt = 1;
         loop {
-            match Self::try_start(free_port()) {
+            match Self::try_start(free_port(), durable) {
                 Err(error) if error.is_port_conflict() && attempt < START_ATTEMPTS => attempt += 1,
                 result => return result,
             }
         }
     }
 
-    fn try_start(port: u16) -> Result<Self, TestkitError> {
+    fn try_start(port: u16, durable: bool) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new()
             .prefix("stratus-redis-")
             .tempdir()
@@ -57,7 +69,9 @@ impl RedisServer {
             "--save".into(),
             "".into(),
             "--appendonly".into(),
-            "no".into(),
+            if durable { "yes" } else { "no" }.into(),
+            "--appendfsync".into(),
+            "always".into(),
             "--daemonize".into(),
             "no".into(),
             "--logfile".into(),
@@ -125,8 +139,9 @@ impl RedisServer {
         self.process.signal(Signal::SIGCONT);
     }
 
-    /// Starts the server again (killing it first if it runs) on the same port, empty, and waits
-    /// (up to 30 s) until it answers PING.
+    /// Starts the server again (killing it first if it runs) on the same port and waits (up to
+    /// 30 s) until it answers PING: empty, or with its data when started with
+    /// [`start_durable`](Self::start_durable).
     pub fn restart(&mut self) -> Result<(), TestkitError> {
         self.process.launch()?;
         self.wait_pong()

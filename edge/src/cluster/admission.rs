@@ -38,11 +38,12 @@ impl ClusterLink {
         };
         if !client_id.is_empty() {
             let key = stratus_topics::client_key(tenant.as_str(), client_id);
-            let n = self
-                .admission
-                .count_connect(tenant, &key, Duration::from_secs(1))
-                .await
-                .map_err(unavailable)?;
+            let n = with_retries(|| {
+                self.admission
+                    .count_connect(tenant, &key, Duration::from_secs(1))
+            })
+            .await
+            .map_err(unavailable)?;
             if n > u64::from(limits.max_connects_per_client_id_per_second) {
                 return Err((
                     ReasonCode::ConnectionRateExceeded,
@@ -55,11 +56,12 @@ impl ClusterLink {
             }
         }
         let limit = u64::try_from(limits.max_connections_per_tenant).unwrap_or(u64::MAX);
-        let added = self
-            .admission
-            .try_add_connection(tenant, &self.incarnation, limit, COUNT_TTL)
-            .await
-            .map_err(unavailable)?;
+        let added = with_retries(|| {
+            self.admission
+                .try_add_connection(tenant, &self.incarnation, limit, COUNT_TTL)
+        })
+        .await
+        .map_err(unavailable)?;
         // Counted in Redis: this edge rewrites the tenant's count at its next refresh, even if
         // the connection is gone by then.
         self.admitted_tenants.lock().insert(tenant.clone());
@@ -116,5 +118,29 @@ pub(super) async fn refresh_counts(link: Arc<ClusterLink>) {
             }
         }
         nonzero = now_nonzero;
+    }
+}
+
+/// Runs a Redis call, and again (up to 3 attempts, 100 ms apart) when it fails: the first call
+/// after Redis restarted fails while the connection is re-established in the background, and a
+/// CONNECT should not be refused for that.
+pub(super) async fn with_retries<T, F, Fut>(
+    mut call: F,
+) -> Result<T, stratus_redis_state::RedisStateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, stratus_redis_state::RedisStateError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= 3 => return Err(e),
+            Err(e) => {
+                tracing::debug!(attempt, "Redis admission check failed, retrying: {e}");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }

@@ -289,15 +289,16 @@ impl ClusterLink {
                 .saturating_add(usize::from(limits.receive_maximum)),
             max_incoming_qos2: usize::from(u16::MAX),
         };
-        let claimed = self
-            .sessions
-            .store
-            .claim(&tenant.id, &client_key, client_id, token, mode, load_limits)
-            .await
-            .map_err(|e| {
-                self.ownership.abandon(&tenant.id, client_id, token);
-                format!("session state unavailable in Redis: {e}")
-            })?;
+        let claimed = super::admission::with_retries(|| {
+            self.sessions
+                .store
+                .claim(&tenant.id, &client_key, client_id, token, mode, load_limits)
+        })
+        .await
+        .map_err(|e| {
+            self.ownership.abandon(&tenant.id, client_id, token);
+            format!("session state unavailable in Redis: {e}")
+        })?;
         let client_id_bytes = ByteString::from(client_id);
         match claimed {
             Claim::Fenced { current } => {
