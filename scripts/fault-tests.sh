@@ -2,7 +2,8 @@
 # Fault tests of the clustered shape that are too slow or too disruptive for every CI run:
 # each starts the services it breaks (its own NATS servers), on top of the shared ones that
 # scripts/services-test-up.sh starts. CI (scripts/test.sh) already runs the NATS stop/continue
-# (partition), takeover storm, edge kill -9 and self-fencing tests; this script adds:
+# (partition), takeover storm, edge kill -9 (wills; 200 persistent sessions under load), Redis
+# restart and self-fencing tests; this script adds:
 #   - kill -9 of one of three NATS servers under steady QoS 1 load (edge/tests/cluster_faults.rs)
 # Prints each test's checker line (acknowledged / delivered / lost / duplicated).
 set -euo pipefail

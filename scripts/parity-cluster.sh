@@ -65,12 +65,14 @@ excluded=(
     # after a SUBSCRIBE there.
     'test(retained_dollar_topics_are_not_sent_to_filters_starting_with_a_wildcard)'
 )
-filter='kind(test) & !binary(/^cluster_/)'
+filter='package(stratus-edge) & kind(test) & !binary(/^cluster_/)'
 for e in "${excluded[@]}"; do
     filter+=" & !$e"
 done
 # Retries: several suites take a client's own close for the server having processed its
 # DISCONNECT, which three edges behind a front make a race (a message published right after can
 # reach the old connection). nextest reports every test that needed a retry as FLAKY.
-STRATUS_TEST_SHAPE=cluster cargo nextest run -p stratus-edge --locked --no-fail-fast \
+# `--workspace` (with the package in the filter) reuses the test binaries of the main test run
+# instead of building a `-p stratus-edge` set with other features.
+STRATUS_TEST_SHAPE=cluster cargo nextest run --workspace --locked --no-fail-fast \
     --retries 2 -E "$filter" "$@"
