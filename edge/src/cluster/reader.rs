@@ -28,6 +28,9 @@ use super::sessions::ReaderStart;
 use super::{ClusterLink, wire};
 use crate::broker::{ConnControl, Offer, Session, Tenant};
 
+/// How long a catch-up waits for the next backlog message before leaving the rest to the reader.
+const CATCH_UP_IDLE: Duration = Duration::from_secs(2);
+
 /// Most filter subjects one consumer gets; more, and it reads the tenant's whole QoS 1/2 stream.
 const MAX_FILTER_SUBJECTS: usize = 64;
 
@@ -285,17 +288,22 @@ impl ClusterLink {
             .create_consumer(config)
             .await
             .map_err(|e| e.to_string())?;
-        let mut remaining = consumer.cached_info().num_pending;
+        // The position moves to the head only once the backlog was seen to end (a message
+        // with nothing pending after it, or one past the head); otherwise the reader reads on
+        // from where this stopped, so nothing is skipped.
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(());
+        }
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         let waiter = Arc::new(ConnControl::default());
-        while remaining > 0 {
-            let Some(item) = messages.next().await else {
-                break;
+        loop {
+            let next = tokio::time::timeout(CATCH_UP_IDLE, messages.next()).await;
+            let Ok(Some(item)) = next else {
+                return Ok(());
             };
             let m = item.map_err(|e| e.to_string())?;
             let Ok(info) = m.info() else { continue };
             let (seq, pending) = (info.stream_sequence, info.pending);
-            remaining = pending;
             if seq > head {
                 break;
             }
@@ -323,6 +331,9 @@ impl ClusterLink {
                 }
             }
             start.position.fetch_max(seq, Ordering::AcqRel);
+            if pending == 0 || seq == head {
+                break;
+            }
         }
         start.position.fetch_max(head, Ordering::AcqRel);
         Ok(())
