@@ -187,6 +187,74 @@ async fn v5_inflight_deliveries_are_resent_with_original_ids_after_restart() {
     inflight_deliveries_are_resent_after_restart(ProtocolVersion::V5, "inflight-v5").await;
 }
 
+/// A crash leaves the stored packet-id counter behind the ids in flight (it is written at CONNECT
+/// and DISCONNECT only). Here the counter is rewound to 0 by hand while the broker is stopped, as a
+/// `kill -9` between sends would leave it. After the restart a new delivery must still get an id
+/// that is not in flight: a client holding a QoS 2 id awaiting PUBREL would drop a new message
+/// sent under it as a retransmission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_id_counter_behind_the_ids_in_flight_never_reuses_one() {
+    let mut server = TestServer::start().await;
+    let id = "counter-behind";
+    let topic = "counter/behind";
+    let (mut c, _) = raw::open_ok(server.addr, raw::persistent_v5(id, 300)).await;
+    raw::subscribe(&mut c, ProtocolVersion::V5, 1, topic, QoS::ExactlyOnce).await;
+    let mut publisher = v5::Conn::connect(v5::options(server.addr, "counter-behind-pub")).await;
+    for m in ["m1", "m2"] {
+        publisher.publish(topic, Qos5::ExactlyOnce, false, m).await;
+    }
+    publisher.disconnect().await;
+    let in_flight: Vec<_> = [
+        raw::expect_publish(&mut c).await,
+        raw::expect_publish(&mut c).await,
+    ]
+    .iter()
+    .map(|p| p.packet_id.unwrap())
+    .collect();
+    // The client took the second message (PUBREC) and holds its id until PUBREL.
+    raw::send_ack(&mut c, Packet::PubRec, in_flight[1], ProtocolVersion::V5).await;
+    assert!(
+        matches!(raw::expect_packet(&mut c).await, Packet::PubRel(r) if r.packet_id == in_flight[1])
+    );
+
+    server
+        .restart_after(|dir| {
+            let db = rusqlite::Connection::open(dir.join("state.sqlite3")).unwrap();
+            let changed = db
+                .execute(
+                    "UPDATE sessions SET next_packet_id = 0 WHERE client_id = ?1",
+                    [id],
+                )
+                .unwrap();
+            assert_eq!(changed, 1, "the session row exists");
+        })
+        .await;
+
+    let (mut c, ack) = raw::open_ok(server.addr, raw::persistent_v5(id, 300)).await;
+    assert!(ack.session_present);
+    let mut publisher = v5::Conn::connect(v5::options(server.addr, "counter-behind-pub")).await;
+    publisher
+        .publish(topic, Qos5::ExactlyOnce, false, "m3")
+        .await;
+    publisher.disconnect().await;
+    let mut fresh = None;
+    while fresh.is_none() {
+        match raw::expect_packet(&mut c).await {
+            Packet::Publish(p) if p.dup => assert_eq!(p.packet_id, Some(in_flight[0])),
+            Packet::Publish(p) => fresh = Some(p),
+            Packet::PubRel(r) => assert_eq!(r.packet_id, in_flight[1]),
+            other => panic!("unexpected {other:?} after resuming"),
+        }
+    }
+    let fresh = fresh.unwrap();
+    assert_eq!(&fresh.payload[..], b"m3");
+    let fresh_id = fresh.packet_id.unwrap();
+    assert!(
+        !in_flight.contains(&fresh_id),
+        "m3 got id {fresh_id}, still in flight: {in_flight:?}"
+    );
+}
+
 /// A 5.0 publisher's QoS 2 PUBLISH got PUBREC but no PUBREL before the broker restarted. After the
 /// restart the resent PUBLISH is acknowledged again and must not be routed a second time: the
 /// packet id it holds is part of the durable session state ([MQTT-4.3.3-10]).

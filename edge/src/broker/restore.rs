@@ -176,6 +176,13 @@ impl Broker {
                     }
                 }
             }
+            // The packet-id counter is written at CONNECT and DISCONNECT only, so after a crash
+            // it can be behind the identifiers in flight. Identifiers are allocated in delivery
+            // order, so the newest in-flight message holds the last one allocated: continuing
+            // from it never hands out an identifier the client still holds.
+            if let Some(newest) = st.inflight.iter().max_by_key(|i| i.delivery.seq) {
+                st.last_packet_id = newest.packet_id.get();
+            }
             for id in stored.incoming_qos2 {
                 st.add_incoming_qos2(id);
             }

@@ -321,6 +321,15 @@ impl Connected {
                     }
                     Poll::Ready(Ok(n)) => {
                         traffic.bytes_in += n as u64;
+                        // Deliveries queued while this task was between the wake-up check above
+                        // and the read go out before the input is answered: a client that sends
+                        // a PINGREQ after another client's PUBLISH reached the broker gets that
+                        // message before the PINGRESP.
+                        if engine.control().poll_woken(cx)
+                            && let Flow::Close(c) = engine.on_wake(Instant::now())
+                        {
+                            return Poll::Ready(c);
+                        }
                         if let Some(c) = process_input(engine, &mut self.decoder, &mut self.rbuf) {
                             return Poll::Ready(c);
                         }

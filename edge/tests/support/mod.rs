@@ -8,7 +8,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -280,7 +280,14 @@ impl TestServer {
     /// Stops gracefully and starts again on the same data directory (new ports); the clustered
     /// shape restarts every edge of the same pool.
     pub async fn restart(&mut self) {
+        self.restart_after(|_| {}).await;
+    }
+
+    /// Stops gracefully, runs `between` on the data directory (to leave state as a crash
+    /// would), and starts again on it (new ports).
+    pub async fn restart_after(&mut self, between: impl FnOnce(&Path)) {
         self.shutdown_all().await;
+        between(&self.config.data_dir);
         let (running, others, front) =
             start_edges(&self.config, &self.plane, self.pool.as_deref()).await;
         self.addr = front.as_ref().map_or(running.mqtt_addr(), |f| f.addr);
