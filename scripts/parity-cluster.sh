@@ -58,9 +58,6 @@ excluded=(
     'test(failed_logins_in_one_tenant_never_lock_out_another_tenants_client_id)'
     # Gap: a session with a server-assigned client id is not claimed, so it cannot move.
     'test(v5_assigned_client_identifier_names_a_resumable_session)'
-    # Gap: shared subscriptions at QoS 1/2 use queue groups; a leaving member's unacknowledged
-    # messages go to members on its own edge only.
-    'test(unacknowledged_qos1_messages_go_to_another_member_when_a_member_disconnects)'
     # Gap: PUBRECs held for JetStream are not sent before a 0x93 disconnect.
     'test(client_exceeding_our_receive_maximum_is_disconnected_with_0x93)'
     # Gap: a retained message acknowledged on one edge can reach another edge's copy a moment

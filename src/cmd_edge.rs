@@ -50,6 +50,22 @@ pub(crate) struct EdgeArgs {
         default_value_t = 10
     )]
     pub(crate) lease_ttl_secs: u64,
+    /// Seconds a share group's QoS 1/2 message may stay unacknowledged by the member holding it before it goes to another member (on any edge)
+    #[arg(
+        long,
+        env = "STRATUS_SHARED_ACK_WAIT_SECS",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub(crate) shared_ack_wait_secs: u64,
+    /// Most QoS 1/2 messages of one share group out at its members at once, across edges (the rest wait in the stream)
+    #[arg(
+        long,
+        env = "STRATUS_SHARED_MAX_ACK_PENDING",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub(crate) shared_max_ack_pending: usize,
     #[command(flatten)]
     pub(crate) listeners: DevArgs,
 }
@@ -99,6 +115,8 @@ pub(crate) async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     );
     settings.replicas = args.jetstream_replicas;
     settings.lease_ttl = Duration::from_secs(args.lease_ttl_secs);
+    settings.shared_ack_wait = Duration::from_secs(args.shared_ack_wait_secs);
+    settings.shared_max_ack_pending = args.shared_max_ack_pending;
     let services = Services {
         directory,
         http: None,

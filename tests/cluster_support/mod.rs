@@ -261,9 +261,30 @@ impl Edge {
         node_id: &str,
         lease_ttl_secs: u64,
     ) -> Self {
+        Self::start_with(
+            plane,
+            nats_url,
+            redis_url,
+            pool,
+            node_id,
+            lease_ttl_secs,
+            &[],
+        )
+    }
+
+    /// [`Edge::start`] with `extra` flags.
+    pub(crate) fn start_with(
+        plane: &ControlPlane,
+        nats_url: &str,
+        redis_url: &str,
+        pool: &str,
+        node_id: &str,
+        lease_ttl_secs: u64,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ttl = lease_ttl_secs.to_string();
-        let process = Process::start(&[
+        let mut args = vec![
             "edge",
             "--nats-url",
             nats_url,
@@ -289,7 +310,9 @@ impl Edge {
             "127.0.0.1:0",
             "--ws-listen",
             "off",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let process = Process::start(&args);
         let mqtt = process.printed("MQTT  mqtt://").parse().unwrap();
         Self {
             process,

@@ -446,6 +446,11 @@ impl Broker {
         let mut result = RouteResult::default();
         let mut unplaced = Vec::new();
         for d in deliveries {
+            // A share group's message held for JetStream goes back to it (dropping `d` hands
+            // it back), to be redelivered to a member on any edge.
+            if d.settle.is_some() {
+                continue;
+            }
             let Some(group) = d.group.clone() else {
                 continue;
             };

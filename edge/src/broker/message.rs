@@ -80,6 +80,10 @@ pub(crate) struct Delivery {
     pub(crate) subscription_ids: SubscriptionIds,
     /// The shared-subscription group that chose this session, if any (for redispatch).
     pub(crate) group: Option<Arc<SharedGroup>>,
+    /// Clustered shape: a share group's QoS 1/2 message held by a member whose session ends
+    /// with its connection. JetStream keeps it until this reports the member's acknowledgement
+    /// (or hands it back when the delivery is dropped first).
+    pub(crate) settle: Option<Arc<crate::cluster::StreamSettle>>,
     /// Key of this delivery in the durable store (0 when it is not persisted).
     pub(crate) seq: u64,
 }

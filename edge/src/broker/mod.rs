@@ -34,7 +34,7 @@ use tokio::time::Instant;
 pub(crate) use lifecycle::{AttachRequest, Attached, Departure};
 pub(crate) use message::{Delivery, Message};
 pub(crate) use persist::unix_ms_now;
-pub(crate) use remote::{Offer, Via};
+pub(crate) use remote::{GroupOffer, Offer, Via};
 pub use restore::RestoreSummary;
 pub(crate) use session::{
     ConnControl, Inflight, InflightState, PendingWill, Session, SessionState, SessionSubscription,

@@ -18,8 +18,9 @@ use stratus_topics::{TopicFilter, TopicName};
 use super::Broker;
 use super::message::{Delivery, Message, SubscriptionIds};
 use super::router::RouteResult;
-use super::session::{EnqueueContext, Session, SessionId};
+use super::session::{EnqueueContext, EnqueueOutcome, Session, SessionId};
 use super::tenant::{Subscriber, Tenant};
+use crate::store::Ticket;
 
 /// Which NATS subscription a message came through.
 #[derive(Debug, Clone)]
@@ -103,6 +104,7 @@ impl Broker {
                         retain: msg.retain && retain_as_published,
                         subscription_ids: ids,
                         group: None,
+                        settle: None,
                         seq: 0,
                     };
                     let outcome = session.enqueue(delivery, &mut ctx);
@@ -231,6 +233,7 @@ impl Broker {
             retain: msg.retain && retain_as_published,
             subscription_ids: ids,
             group: None,
+            settle: None,
             seq: 0,
         };
         let outcome = session.enqueue(delivery, &mut ctx);
@@ -255,5 +258,68 @@ impl Broker {
         drop(st);
         let mut result = RouteResult::default();
         self.count_outcome(tenant, super::session::EnqueueOutcome::Dropped, &mut result);
+    }
+}
+
+/// What became of a share group's message pulled from its durable consumer.
+#[derive(Debug)]
+pub(crate) enum GroupOffer {
+    /// A member whose session ends with its connection holds it, with its settle handle.
+    Held,
+    /// A persistent member's session took it (or a member at QoS 0 did): acknowledge once
+    /// this ticket committed.
+    Stored(Ticket),
+    /// No member could take it.
+    Unplaced,
+}
+
+impl Broker {
+    /// Gives a message of share group `raw`'s durable consumer to one local member: attached
+    /// members first, round-robin, then offline persistent ones, as [`Broker::dispatch_shared`].
+    pub(crate) fn offer_to_group(
+        &self,
+        tenant: &Tenant,
+        raw: &str,
+        msg: &Arc<Message>,
+        settle: &Arc<crate::cluster::StreamSettle>,
+    ) -> GroupOffer {
+        let Some(group) = tenant.shared_groups.lock().get(raw).cloned() else {
+            return GroupOffer::Unplaced;
+        };
+        let mut ctx = EnqueueContext {
+            limits: &self.config.limits,
+            store: &self.store,
+            compacted: None,
+            publisher: None,
+            stream_seq: None,
+        };
+        let mut result = RouteResult::default();
+        for member in group.candidates(None) {
+            let qos = msg.qos.min(member.options.qos);
+            let held = qos != QoS::AtMostOnce && !member.session.state.lock().is_persistent();
+            let delivery = Delivery {
+                msg: Arc::clone(msg),
+                qos,
+                retain: msg.retain && member.options.retain_as_published,
+                subscription_ids: member.id.into_iter().collect(),
+                group: Some(Arc::clone(&group)),
+                settle: held.then(|| Arc::clone(settle)),
+                seq: 0,
+            };
+            let outcome = member.session.enqueue(delivery, &mut ctx);
+            self.count_outcome(tenant, outcome, &mut result);
+            match outcome {
+                EnqueueOutcome::Skipped => {}
+                EnqueueOutcome::Dropped => return GroupOffer::Unplaced,
+                EnqueueOutcome::Queued { ticket, .. } => {
+                    return if held {
+                        GroupOffer::Held
+                    } else {
+                        GroupOffer::Stored(ticket)
+                    };
+                }
+            }
+        }
+        GroupOffer::Unplaced
     }
 }

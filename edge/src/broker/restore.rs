@@ -147,6 +147,7 @@ impl Broker {
                     retain: decoded.retain,
                     subscription_ids: decoded.subscription_ids,
                     group: None,
+                    settle: None,
                     seq: m.seq,
                 };
                 st.next_seq = st.next_seq.max(m.seq + 1);

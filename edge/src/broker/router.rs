@@ -191,6 +191,7 @@ impl Broker {
                             retain: msg.retain && retain_as_published,
                             subscription_ids: ids,
                             group: None,
+                            settle: None,
                             seq: 0,
                         };
                         self.count_outcome(
@@ -225,6 +226,7 @@ impl Broker {
                 retain: msg.retain && member.options.retain_as_published,
                 subscription_ids: member.id.into_iter().collect(),
                 group: Some(Arc::clone(group)),
+                settle: None,
                 seq: 0,
             };
             match member.session.enqueue(delivery, ctx) {

@@ -260,6 +260,7 @@ impl Broker {
                 retain: true,
                 subscription_ids: sub.id.into_iter().collect(),
                 group: None,
+                settle: None,
                 seq: 0,
                 msg,
             };

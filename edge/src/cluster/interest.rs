@@ -1,7 +1,8 @@
 //! This edge's NATS subscriptions: one per (tenant, filter) that has local subscribers (two
-//! subjects for a filter ending in `#`, which also matches its parent), and one queue
-//! subscription per (tenant, share group), shared by every local member so each message goes to
-//! one edge and then to one of its members. Reference-counted by the subscription index: the
+//! subjects for a filter ending in `#`, which also matches its parent), and per (tenant, share
+//! group) a queue subscription to its QoS 0 subjects plus a puller of its durable consumer for
+//! QoS 1/2 (`shared_consumer.rs`), shared by every local member so each message goes to one edge
+//! and then to one of its members. Reference-counted by the subscription index: the
 //! first local subscriber subscribes, the last one leaving unsubscribes.
 //!
 //! Subscribing takes a store ticket that completes once NATS has the subscription (after a
@@ -10,13 +11,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use stratus_model::TenantId;
-use stratus_topics::FilterSpec;
+use stratus_topics::{FilterSpec, QosClass};
 use tokio::task::JoinHandle;
 
 use super::{ClusterLink, wire};
@@ -37,6 +39,8 @@ struct Subscription {
     refs: usize,
     /// Completes once NATS has the subscription.
     ready: Ticket,
+    /// A share group's puller stops when this is set.
+    stop_pulling: Option<Arc<AtomicBool>>,
     task: JoinHandle<()>,
 }
 
@@ -71,15 +75,21 @@ impl Interest {
                     return 0;
                 };
                 let ready = broker.store.reserve();
+                let stop_pulling = spec
+                    .share
+                    .as_ref()
+                    .map(|_| Arc::new(AtomicBool::new(false)));
                 let task = tokio::spawn(serve(
                     Arc::clone(link),
                     v.key().clone(),
                     spec.clone(),
                     ready,
+                    stop_pulling.clone(),
                 ));
                 v.insert(Subscription {
                     refs: 1,
                     ready,
+                    stop_pulling,
                     task,
                 });
                 ready
@@ -100,6 +110,9 @@ impl Interest {
             e.get_mut().refs -= 1;
             if e.get().refs == 0 {
                 let sub = e.remove();
+                if let Some(stop) = &sub.stop_pulling {
+                    stop.store(true, Ordering::Release);
+                }
                 sub.task.abort();
                 store.complete(sub.ready);
             }
@@ -108,7 +121,13 @@ impl Interest {
 }
 
 /// Subscribes, reports readiness through `ready`, then routes every message into the broker.
-async fn serve(link: Arc<ClusterLink>, key: Key, spec: FilterSpec, ready: Ticket) {
+async fn serve(
+    link: Arc<ClusterLink>,
+    key: Key,
+    spec: FilterSpec,
+    ready: Ticket,
+    stop_pulling: Option<Arc<AtomicBool>>,
+) {
     let Some(broker) = link.broker() else { return };
     let space = match link.space(&key.tenant) {
         Ok(s) => s,
@@ -118,7 +137,9 @@ async fn serve(link: Arc<ClusterLink>, key: Key, spec: FilterSpec, ready: Ticket
             return;
         }
     };
-    let subjects = space.filter_subjects(&spec.filter, None);
+    let shared = spec.share.is_some();
+    // A share group's QoS 1/2 messages come from its durable consumer, not from core NATS.
+    let subjects = space.filter_subjects(&spec.filter, shared.then_some(QosClass::AtMostOnce));
     let queue = spec.share.as_ref().map(|_| {
         format!(
             "sg-{}",
@@ -146,6 +167,19 @@ async fn serve(link: Arc<ClusterLink>, key: Key, spec: FilterSpec, ready: Ticket
         tracing::warn!("NATS did not confirm the subscription, retrying: {e}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let consumer = if shared {
+        loop {
+            match link.group_consumer(&key.tenant, &key.raw, &spec).await {
+                Ok(c) => break Some(c),
+                Err(e) => {
+                    tracing::warn!(tenant = %key.tenant, group = %key.raw, "share group consumer cannot be created, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    } else {
+        None
+    };
     broker.store.complete(ready);
     drop(broker);
 
@@ -154,6 +188,17 @@ async fn serve(link: Arc<ClusterLink>, key: Key, spec: FilterSpec, ready: Ticket
         Some(_) => Via::Group(key.raw.clone()),
         None => Via::Filter(key.raw.clone()),
     };
+    // The puller is a task of its own: told to stop, it hands back what its last pull brought
+    // instead of being cut off with messages JetStream would hold until `shared_ack_wait`.
+    if let (Some(c), Some(stop)) = (consumer, stop_pulling) {
+        tokio::spawn(super::shared_consumer::pull_group(
+            Arc::clone(&link),
+            key.tenant.clone(),
+            key.raw.clone(),
+            c,
+            stop,
+        ));
+    }
     let mut merged = futures_util::stream::select_all(streams);
     while let Some(m) = merged.next().await {
         let Some(received) = wire::decode(&m.payload, m.headers.as_ref(), &link.incarnation) else {

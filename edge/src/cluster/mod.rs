@@ -24,6 +24,7 @@ mod publisher;
 mod reader;
 mod retained;
 mod sessions;
+mod shared_consumer;
 mod wills;
 mod wire;
 
@@ -43,6 +44,7 @@ pub(crate) use interest::Interest;
 pub(crate) use ownership::Ownership;
 pub(crate) use reader::ReaderSub;
 pub(crate) use sessions::{SessionIntent, SessionSync};
+pub(crate) use shared_consumer::StreamSettle;
 pub(crate) use wills::{WillRecord, with_message_id};
 
 /// How an edge joins the cluster (from `stratus edge` flags).
@@ -71,6 +73,12 @@ pub struct ClusterSettings {
     /// itself after half of it without a renewal, and other edges publish its clients' wills
     /// once it lapsed).
     pub lease_ttl: Duration,
+    /// How long a share group's QoS 1/2 message may stay unacknowledged by the member holding
+    /// it before JetStream gives it to another member (on any edge).
+    pub shared_ack_wait: Duration,
+    /// Most QoS 1/2 messages of one share group out at members at once (across edges); the
+    /// rest wait in the stream.
+    pub shared_max_ack_pending: usize,
 }
 
 impl ClusterSettings {
@@ -86,6 +94,8 @@ impl ClusterSettings {
             kick_timeout: Duration::from_secs(2),
             stream_max_age: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(10),
+            shared_ack_wait: Duration::from_secs(30),
+            shared_max_ack_pending: 1000,
         }
     }
 }
@@ -148,6 +158,10 @@ pub(crate) struct ClusterLink {
     /// Persistent sessions held by this edge, written through to Redis.
     pub(crate) sessions: SessionSync,
     outbound: publisher::Outbound,
+    /// Acknowledgements of share group messages, sent to JetStream by one task.
+    pub(crate) verdicts: tokio::sync::mpsc::UnboundedSender<shared_consumer::Verdict>,
+    verdicts_rx:
+        parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<shared_consumer::Verdict>>>,
     next_message: AtomicU64,
     broker: OnceLock<Weak<Broker>>,
 }
@@ -168,6 +182,21 @@ impl ClusterLink {
                     "{:?} is shorter than the minimum of 1 s",
                     settings.lease_ttl
                 ),
+            });
+        }
+        if settings.shared_ack_wait < Duration::from_secs(1) {
+            return Err(ClusterError::Setting {
+                name: "--shared-ack-wait-secs",
+                problem: format!(
+                    "{:?} is shorter than the minimum of 1 s",
+                    settings.shared_ack_wait
+                ),
+            });
+        }
+        if settings.shared_max_ack_pending == 0 {
+            return Err(ClusterError::Setting {
+                name: "--shared-max-ack-pending",
+                problem: "0 would stop every share group; give at least 1".into(),
             });
         }
         let nats_err = |reason: String| ClusterError::Nats {
@@ -229,7 +258,10 @@ impl ClusterLink {
             store.clone(),
             settings.publish_deadline,
         );
+        let (verdicts, verdicts_rx) = tokio::sync::mpsc::unbounded_channel();
         let link = Arc::new(Self {
+            verdicts,
+            verdicts_rx: parking_lot::Mutex::new(Some(verdicts_rx)),
             incarnation,
             nats,
             ownership,
@@ -255,13 +287,21 @@ impl ClusterLink {
         ops: ExternalOps,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = self.broker.set(Arc::downgrade(broker));
-        vec![
+        let mut tasks = Vec::new();
+        if let Some(verdicts) = self.verdicts_rx.lock().take() {
+            tasks.push(tokio::spawn(shared_consumer::send_verdicts(
+                self.nats.clone(),
+                verdicts,
+            )));
+        }
+        tasks.extend([
             tokio::spawn(ownership::serve_kicks(Arc::clone(self))),
             tokio::spawn(applier::apply_changes(Arc::clone(self), ops)),
             tokio::spawn(admission::refresh_counts(Arc::clone(self))),
             tokio::spawn(liveness::run_lease(Arc::clone(self))),
             tokio::spawn(liveness::run_reaper(Arc::clone(self))),
-        ]
+        ]);
+        tasks
     }
 
     /// The broker this link feeds (gone only while the process shuts down).

@@ -253,10 +253,13 @@ impl Engine {
         }
         match st.inflight_position(packet_id) {
             Some(pos) if st.inflight[pos].state == expected => {
-                if let Some(done) = st.inflight.remove(pos)
-                    && done.delivery.seq != 0
-                {
-                    self.delete_stored(done.delivery.seq);
+                if let Some(done) = st.inflight.remove(pos) {
+                    if let Some(settle) = &done.delivery.settle {
+                        settle.ack();
+                    }
+                    if done.delivery.seq != 0 {
+                        self.delete_stored(done.delivery.seq);
+                    }
                 }
             }
             _ => tracing::debug!(
@@ -280,10 +283,13 @@ impl Engine {
                 if ack.reason.is_error() && st.inflight[pos].state == InflightState::Qos2Sent =>
             {
                 // The client refused the message: the exchange ends here.
-                if let Some(done) = st.inflight.remove(pos)
-                    && done.delivery.seq != 0
-                {
-                    self.delete_stored(done.delivery.seq);
+                if let Some(done) = st.inflight.remove(pos) {
+                    if let Some(settle) = &done.delivery.settle {
+                        settle.ack();
+                    }
+                    if done.delivery.seq != 0 {
+                        self.delete_stored(done.delivery.seq);
+                    }
                 }
                 None
             }
@@ -297,6 +303,10 @@ impl Engine {
                     ));
                 }
                 entry.state = InflightState::Released;
+                // The member has a share group's message once it answered PUBREC.
+                if let Some(settle) = entry.delivery.settle.take() {
+                    settle.ack();
+                }
                 let seq = entry.delivery.seq;
                 if seq != 0 {
                     entry.state_persisted = true;
