@@ -23,6 +23,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL", default_value = "mqtt://127.0.0.1:1883")]
     pub url: String,
 
+    /// Subscribers connect here instead of --url (p2p, fan-in, fan-out): another node of a
+    /// clustered broker, so that every message crosses its backbone
+    #[arg(long, value_name = "URL")]
+    pub sub_url: Option<String>,
+
     /// Scenario to run
     #[arg(long, value_enum, default_value_t = Scenario::P2p)]
     pub scenario: Scenario,
@@ -187,6 +192,8 @@ impl Protocol {
 pub(crate) struct Settings {
     pub(crate) args: BenchArgs,
     pub(crate) target: Target,
+    /// Where subscribers connect (`--sub-url`, else `target`).
+    pub(crate) sub_target: Target,
     pub(crate) qos: QoS,
     pub(crate) version: ProtocolVersion,
     pub(crate) source_ips: Vec<IpAddr>,
@@ -223,6 +230,9 @@ impl Settings {
         if args.processes == Some(0) {
             return invalid("--processes must be at least 1".into());
         }
+        if args.sub_url.is_some() && args.scenario == Scenario::Conns {
+            return invalid("--sub-url applies to p2p, fan-in and fan-out only".into());
+        }
         if args.processes.is_some_and(|p| p > 1) && args.scenario != Scenario::Conns {
             return invalid("--processes applies to --scenario conns only".into());
         }
@@ -237,6 +247,10 @@ impl Settings {
             None => Vec::new(),
         };
         let target = Target::parse(&args.url).await?;
+        let sub_target = match &args.sub_url {
+            Some(url) => Target::parse(url).await?,
+            None => target.clone(),
+        };
         if let Some(ip) = source_ips
             .iter()
             .find(|ip| ip.is_ipv4() != target.addr.is_ipv4())
@@ -252,6 +266,7 @@ impl Settings {
             qos,
             version: args.protocol.version(),
             target,
+            sub_target,
             source_ips,
             run_id,
             args,

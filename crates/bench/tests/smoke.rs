@@ -228,3 +228,47 @@ async fn tls_and_websocket_urls_are_refused_before_connecting() {
         assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_connect_to_the_sub_url() {
+    let broker = Broker::start().await;
+    // The same broker under another name: every message still arrives.
+    let port = broker.url.rsplit(':').next().unwrap().to_owned();
+    let other_name = format!("mqtt://localhost:{port}");
+    let s = broker
+        .bench(&[
+            "--sub-url",
+            &other_name,
+            "--qos",
+            "1",
+            "--clients",
+            "2",
+            "--rate",
+            "1000",
+        ])
+        .await;
+    assert!(s.sent > 500, "{s:#?}");
+    assert_eq!((s.lost, s.received >= s.sent), (0, true), "{s:#?}");
+    // Nothing listens at this sub-url: the subscribers cannot connect, so the run fails.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("mqtt://127.0.0.1:{free}");
+    let err = stratus_bench::run(args(
+        &broker.url,
+        &["--sub-url", &nowhere, "--clients", "2"],
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BenchError::Unreachable { .. }), "{err}");
+    let err = stratus_bench::run(args(
+        &broker.url,
+        &["--scenario", "conns", "--sub-url", &broker.url],
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("--sub-url"), "{err}");
+    broker.stop().await;
+}

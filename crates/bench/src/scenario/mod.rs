@@ -160,10 +160,14 @@ pub(crate) async fn run_messages(settings: Arc<Settings>) -> Result<Summary, Ben
 
     // Setup: subscribers first, so that nothing published is missed.
     let spec = Arc::new(connect_spec(&settings));
+    let sub_spec = Arc::new(ConnectSpec {
+        target: settings.sub_target.clone(),
+        ..connect_spec(&settings)
+    });
     let (qos, wait) = (settings.qos, args.connect_timeout);
     let subscribers = {
         let (spec, settings, layout, live) =
-            (spec.clone(), settings.clone(), layout.clone(), live.clone());
+            (sub_spec, settings.clone(), layout.clone(), live.clone());
         open_all(layout.subscribers.len(), args.connectors, true, move |i| {
             let (spec, settings, layout, live) =
                 (spec.clone(), settings.clone(), layout.clone(), live.clone());
