@@ -88,7 +88,7 @@ impl Broker {
         Ok(RouteResult {
             ticket,
             matched: 1,
-            congested: link.congested(),
+            congested: link.congested(publisher),
         })
     }
 

@@ -404,9 +404,10 @@ impl ClusterLink {
         }
     }
 
-    /// Whether publishers should pause because messages wait for NATS.
-    pub(crate) fn congested(&self) -> bool {
-        self.outbound.congested()
+    /// Whether `publisher` should pause because messages wait for NATS (it is woken when they
+    /// drained).
+    pub(crate) fn congested(&self, publisher: Option<&Arc<crate::broker::ConnControl>>) -> bool {
+        self.outbound.congested(publisher)
     }
 
     /// A cluster-unique message id (JetStream de-duplication of retried publishes); a will

@@ -6,12 +6,13 @@
 //! ticket completes, so the acknowledgement is never sent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage as Publish, stream};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use stratus_codec::ReasonCode;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -48,6 +49,8 @@ const MAX_QUEUED_QOS0_BYTES: usize = 32 * 1024 * 1024;
 /// Above this many queued QoS 0 bytes, publishers are paused (as for a congested subscriber in
 /// the embedded shape, up to `limits.max_publisher_pause_ms`).
 const CONGESTED_QOS0_BYTES: usize = 4 * 1024 * 1024;
+/// Paused publishers are woken once the queued QoS 0 bytes fall below this.
+const RESUME_QOS0_BYTES: usize = CONGESTED_QOS0_BYTES / 2;
 /// Bookkeeping counted per queued message on top of its payload and subject.
 const ITEM_OVERHEAD: usize = 160;
 
@@ -59,6 +62,35 @@ pub(super) struct Outbound {
     queued: Arc<AtomicUsize>,
     /// QoS 0 messages dropped because the queue was full.
     dropped: AtomicU64,
+    /// Publishers paused because the queue was congested, woken when it drains.
+    paused: Arc<Paused>,
+}
+
+/// Publishers waiting for the QoS 0 queue to drain.
+#[derive(Debug, Default)]
+struct Paused {
+    /// Whether `waiters` may be non-empty (read for every message sent; the lock is taken
+    /// only when it is set).
+    any: AtomicBool,
+    waiters: Mutex<Vec<Arc<ConnControl>>>,
+}
+
+impl Paused {
+    fn add(&self, publisher: &Arc<ConnControl>) {
+        let mut waiters = self.waiters.lock();
+        if !waiters.iter().any(|w| Arc::ptr_eq(w, publisher)) {
+            waiters.push(Arc::clone(publisher));
+        }
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn wake_all(&self) {
+        if self.any.swap(false, Ordering::AcqRel) {
+            for w in std::mem::take(&mut *self.waiters.lock()) {
+                w.wake();
+            }
+        }
+    }
 }
 
 impl Outbound {
@@ -71,17 +103,39 @@ impl Outbound {
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(nats, js, store, deadline, rx, Arc::clone(&queued)));
+        let paused = Arc::new(Paused::default());
+        tokio::spawn(run(
+            nats,
+            js,
+            store,
+            deadline,
+            rx,
+            Arc::clone(&queued),
+            Arc::clone(&paused),
+        ));
         Self {
             tx,
             queued,
             dropped: AtomicU64::new(0),
+            paused,
         }
     }
 
-    /// Whether QoS 0 publishers should pause: NATS is not keeping up.
-    pub(super) fn congested(&self) -> bool {
-        self.queued.load(Ordering::Acquire) > CONGESTED_QOS0_BYTES
+    /// Whether `publisher` should pause because NATS is not keeping up; it is then woken when
+    /// the queue has drained to half the congestion mark (or its pause limit passes).
+    pub(super) fn congested(&self, publisher: Option<&Arc<ConnControl>>) -> bool {
+        if self.queued.load(Ordering::Acquire) <= CONGESTED_QOS0_BYTES {
+            return false;
+        }
+        let Some(publisher) = publisher else {
+            return true;
+        };
+        self.paused.add(publisher);
+        // Drained meanwhile: the publishing task may have looked before the registration.
+        if self.queued.load(Ordering::Acquire) < RESUME_QOS0_BYTES {
+            self.paused.wake_all();
+        }
+        true
     }
 
     /// Queues one message (never blocks: the broker core is synchronous). A QoS 0 message is
@@ -158,6 +212,7 @@ async fn run(
     deadline: Duration,
     mut rx: mpsc::UnboundedReceiver<Item>,
     queued: Arc<AtomicUsize>,
+    paused: Arc<Paused>,
 ) {
     while let Some(item) = rx.recv().await {
         match item {
@@ -166,10 +221,10 @@ async fn run(
                 headers,
                 payload,
             } => {
-                queued.fetch_sub(
-                    payload.len() + subject.len() + ITEM_OVERHEAD,
-                    Ordering::AcqRel,
-                );
+                let len = payload.len() + subject.len() + ITEM_OVERHEAD;
+                if queued.fetch_sub(len, Ordering::AcqRel) - len < RESUME_QOS0_BYTES {
+                    paused.wake_all();
+                }
                 if let Err(e) = nats.publish_with_headers(subject, headers, payload).await {
                     tracing::warn!("QoS 0 message not published to NATS: {e}");
                 }
