@@ -166,6 +166,32 @@ pub(crate) struct ClusterLink {
     broker: OnceLock<Weak<Broker>>,
 }
 
+/// How long start-up retries a JetStream set-up request that timed out: right after a NATS
+/// cluster formed, its JetStream API can take seconds to answer while the meta leader settles.
+const JETSTREAM_SETUP_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Runs a JetStream set-up step, retrying it while it times out, for up to
+/// [`JETSTREAM_SETUP_PATIENCE`]; any other failure (JetStream disabled, a conflicting stream)
+/// is returned at once.
+async fn patiently<T, F, Fut>(mut step: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let deadline = tokio::time::Instant::now() + JETSTREAM_SETUP_PATIENCE;
+    loop {
+        match step().await {
+            Err(ClusterError::JetStream { what, reason })
+                if reason.contains("timed out") && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!("JetStream set-up ({what}) timed out, retrying: {reason}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl ClusterLink {
     /// Connects to NATS and Redis, creates (or opens) the JetStream stream and ownership
     /// bucket, and returns the link with the store the broker must use (changes to retained
@@ -223,8 +249,8 @@ impl ClusterLink {
             .await
             .map_err(|e| nats_err(e.to_string()))?;
         let js = jetstream::new(nats.clone());
-        publisher::ensure_stream(&js, &settings).await?;
-        let ownership = Ownership::open(&js, &settings).await?;
+        patiently(|| publisher::ensure_stream(&js, &settings)).await?;
+        let ownership = patiently(|| Ownership::open(&js, &settings)).await?;
         let admission = admission::open(&settings.redis_url, &redis_namespace(&settings))
             .await
             .map_err(|reason| ClusterError::Redis {
