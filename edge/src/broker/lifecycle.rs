@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::Broker;
 use super::message::{Delivery, Message};
+use super::remote::GroupOffer;
 use super::router::RouteResult;
 use super::session::{
     Attachment, ConnControl, EnqueueContext, InflightState, PendingWill, Session,
@@ -504,7 +505,11 @@ impl Broker {
             .candidates(exclude)
             .first()
             .is_some_and(|m| m.session.state.lock().attachment.is_some());
-        any_online && self.dispatch_shared(tenant, group, msg, exclude, ctx, result)
+        any_online
+            && !matches!(
+                self.dispatch_shared(tenant, group, msg, exclude, None, ctx, result),
+                GroupOffer::Unplaced
+            )
     }
 
     /// Acts on the deadlines that are due.

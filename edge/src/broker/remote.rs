@@ -18,7 +18,7 @@ use stratus_topics::{TopicFilter, TopicName};
 use super::Broker;
 use super::message::{Delivery, Message, SubscriptionIds};
 use super::router::RouteResult;
-use super::session::{EnqueueContext, EnqueueOutcome, Session, SessionId};
+use super::session::{EnqueueContext, Session, SessionId};
 use super::tenant::{Subscriber, Tenant};
 use crate::store::Ticket;
 
@@ -52,7 +52,7 @@ impl Broker {
             Via::Group(raw) => {
                 let group = tenant.shared_groups.lock().get(&**raw).cloned();
                 if let Some(group) = group {
-                    self.dispatch_shared(tenant, &group, msg, None, &mut ctx, &mut result);
+                    self.dispatch_shared(tenant, &group, msg, None, None, &mut ctx, &mut result);
                 }
             }
             Via::Filter(filter) => {
@@ -294,32 +294,14 @@ impl Broker {
             stream_seq: None,
         };
         let mut result = RouteResult::default();
-        for member in group.candidates(None) {
-            let qos = msg.qos.min(member.options.qos);
-            let held = qos != QoS::AtMostOnce && !member.session.state.lock().is_persistent();
-            let delivery = Delivery {
-                msg: Arc::clone(msg),
-                qos,
-                retain: msg.retain && member.options.retain_as_published,
-                subscription_ids: member.id.into_iter().collect(),
-                group: Some(Arc::clone(&group)),
-                settle: held.then(|| Arc::clone(settle)),
-                seq: 0,
-            };
-            let outcome = member.session.enqueue(delivery, &mut ctx);
-            self.count_outcome(tenant, outcome, &mut result);
-            match outcome {
-                EnqueueOutcome::Skipped => {}
-                EnqueueOutcome::Dropped => return GroupOffer::Unplaced,
-                EnqueueOutcome::Queued { ticket, .. } => {
-                    return if held {
-                        GroupOffer::Held
-                    } else {
-                        GroupOffer::Stored(ticket)
-                    };
-                }
-            }
-        }
-        GroupOffer::Unplaced
+        self.dispatch_shared(
+            tenant,
+            &group,
+            msg,
+            None,
+            Some(settle),
+            &mut ctx,
+            &mut result,
+        )
     }
 }

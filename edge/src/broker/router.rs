@@ -9,6 +9,7 @@ use stratus_codec::{QoS, ReasonCode};
 
 use super::Broker;
 use super::message::{Delivery, Message, SubscriptionIds};
+use super::remote::GroupOffer;
 use super::retained::RetainRefused;
 use super::session::{ConnControl, EnqueueContext, EnqueueOutcome, SessionId};
 use super::shared::SharedGroup;
@@ -158,7 +159,7 @@ impl Broker {
         while i < matches.len() {
             match &matches[i].0 {
                 Subscriber::Group(group) => {
-                    self.dispatch_shared(tenant, group, msg, None, &mut ctx, &mut result);
+                    self.dispatch_shared(tenant, group, msg, None, None, &mut ctx, &mut result);
                     i += 1;
                 }
                 Subscriber::Session(session) => {
@@ -210,34 +211,47 @@ impl Broker {
     }
 
     /// Gives a message to one member of a shared group; `exclude` skips a member that is leaving.
+    /// `settle` (a message of the group's durable consumer, clustered shape) goes with the
+    /// delivery to a member whose session ends with its connection, at QoS 1/2.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch_shared(
         &self,
         tenant: &Tenant,
         group: &Arc<SharedGroup>,
         msg: &Arc<Message>,
         exclude: Option<SessionId>,
+        settle: Option<&Arc<crate::cluster::StreamSettle>>,
         ctx: &mut EnqueueContext<'_>,
         result: &mut RouteResult,
-    ) -> bool {
+    ) -> GroupOffer {
         for member in group.candidates(exclude) {
+            let qos = msg.qos.min(member.options.qos);
+            let settle = settle
+                .filter(|_| qos != QoS::AtMostOnce && !member.session.state.lock().is_persistent());
             let delivery = Delivery {
                 msg: Arc::clone(msg),
-                qos: msg.qos.min(member.options.qos),
+                qos,
                 retain: msg.retain && member.options.retain_as_published,
                 subscription_ids: member.id.into_iter().collect(),
                 group: Some(Arc::clone(group)),
-                settle: None,
+                settle: settle.cloned(),
                 seq: 0,
             };
-            match member.session.enqueue(delivery, ctx) {
-                EnqueueOutcome::Skipped => continue,
-                outcome => {
-                    self.count_outcome(tenant, outcome, result);
-                    return matches!(outcome, EnqueueOutcome::Queued { .. });
+            let outcome = member.session.enqueue(delivery, ctx);
+            self.count_outcome(tenant, outcome, result);
+            match outcome {
+                EnqueueOutcome::Skipped => {}
+                EnqueueOutcome::Dropped => return GroupOffer::Unplaced,
+                EnqueueOutcome::Queued { ticket, .. } => {
+                    return if settle.is_some() {
+                        GroupOffer::Held
+                    } else {
+                        GroupOffer::Stored(ticket)
+                    };
                 }
             }
         }
-        false
+        GroupOffer::Unplaced
     }
 
     pub(super) fn count_outcome(
