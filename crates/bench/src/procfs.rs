@@ -1,8 +1,11 @@
-//! Process figures read from Linux `/proc`: resident memory, CPU time, the open-file limit.
+//! Figures read from Linux `/proc`: resident memory, CPU time, the open-file limit, and the
+//! machine's CPU steal.
 //!
 //! Used for the broker (`--broker-pid`: RSS per connection, CPU while measuring) and for the
-//! generator itself (its own CPU use, to show it is not the bottleneck). Anything unreadable is
-//! `None`: these figures are extras, never a reason to fail a run.
+//! generator itself (its own CPU use, to show it is not the bottleneck). Steal is the time the
+//! hypervisor ran something else while one of this virtual machine's CPUs had work: it shows when
+//! a latency tail comes from the host rather than from the broker. Anything unreadable is `None`:
+//! these figures are extras, never a reason to fail a run.
 //!
 //! `/proc` files are generated from kernel memory and never wait for a disk, so these small
 //! synchronous reads are called from async code, a few times per run, never on a hot path.
@@ -86,6 +89,47 @@ impl CpuMeter {
     }
 }
 
+/// The machine's CPU time counters (the `cpu` line of `/proc/stat`): (steal, total) in ticks.
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already
+    // counted in user and nice, so the total is the first eight fields.
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let steal = *fields.get(7)?;
+    Some((steal, fields.iter().sum()))
+}
+
+/// The machine's CPU steal over an interval, as a percentage of all its CPUs' time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StealMeter {
+    start: Option<(u64, u64)>,
+}
+
+impl StealMeter {
+    /// Starts measuring.
+    pub(crate) fn start() -> Self {
+        Self {
+            start: machine_cpu_ticks(),
+        }
+    }
+
+    /// Percent of the machine's CPU time stolen since `start` (`None` when `/proc/stat` is
+    /// unreadable or no tick has passed).
+    pub(crate) fn percent(&self) -> Option<f64> {
+        let (steal0, total0) = self.start?;
+        let (steal1, total1) = machine_cpu_ticks()?;
+        let total = total1.checked_sub(total0)?;
+        let steal = steal1.checked_sub(steal0)?;
+        (total > 0).then(|| steal as f64 / total as f64 * 100.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +141,20 @@ mod tests {
         assert!(cpu_ticks(pid).is_some());
         assert!(own_cpu_ticks().is_some());
         assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
+
+    #[test]
+    fn the_machine_has_steal_and_total_counters_and_steal_is_a_share_of_the_total() {
+        let (steal, total) = machine_cpu_ticks().expect("/proc/stat has a cpu line");
+        assert!(total > 0 && steal <= total);
+        let meter = StealMeter::start();
+        // Burn CPU until at least one tick has passed, so the interval is not empty.
+        let deadline = Instant::now() + std::time::Duration::from_millis(50);
+        while Instant::now() < deadline {
+            std::hint::black_box(0u64);
+        }
+        let percent = meter.percent().expect("ticks passed");
+        assert!((0.0..=100.0).contains(&percent), "{percent}");
     }
 
     #[test]

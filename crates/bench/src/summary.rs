@@ -104,6 +104,9 @@ pub struct Summary {
     pub broker_rss_per_connection_bytes: Option<f64>,
     /// Broker CPU in the window, percent of one core (`conns`: during setup).
     pub broker_cpu_percent: Option<f64>,
+    /// The machine's CPU steal in the window (time the hypervisor gave this machine's CPUs to
+    /// someone else), percent of all CPU time; Linux guests only (`conns`: during setup).
+    pub machine_steal_percent: Option<f64>,
 
     /// Connections that failed after setup (the run went on without them).
     pub connection_errors: u64,
@@ -216,6 +219,12 @@ impl fmt::Display for Summary {
         }
         if let Some(cpu) = self.generator_cpu_percent {
             writeln!(f, "  generator  {cpu:.0}% of one core")?;
+        }
+        if let Some(steal) = self.machine_steal_percent {
+            writeln!(
+                f,
+                "  machine    {steal:.1}% of CPU time stolen by the hypervisor"
+            )?;
         }
         if let Some(pid) = self.broker_pid {
             writeln!(

@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::args::Settings;
 use crate::error::BenchError;
 use crate::payload::Clock;
-use crate::procfs::{CpuMeter, rss_kib};
+use crate::procfs::{CpuMeter, StealMeter, rss_kib};
 use crate::scenario::{base_summary, finish_rss, run_conns_share};
 use crate::stats::{Live, Phase, Progress};
 use crate::summary::Summary;
@@ -142,6 +142,7 @@ pub(crate) async fn run_parent(
     let live = Arc::new(Live::default());
     let progress = Progress::start(live.clone(), u64::from(args.clients), args.quiet);
     let broker_cpu = args.broker_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let steal = StealMeter::start();
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Option<Event>)>();
     let mut workers = Vec::with_capacity(processes as usize);
     let mut first = 0u32;
@@ -186,6 +187,7 @@ pub(crate) async fn run_parent(
         handle(&mut workers, i, event, &live).await?;
     }
     summary.broker_cpu_percent = broker_cpu.and_then(|m| m.percent());
+    summary.machine_steal_percent = steal.percent();
     let (mut start, mut end, mut cpu) = (u64::MAX, 0u64, 0.0f64);
     for w in &workers {
         if let Some(Event::Ready {

@@ -18,7 +18,7 @@ use super::{base_summary, connect_spec, open_all};
 use crate::args::Settings;
 use crate::client::Client;
 use crate::error::BenchError;
-use crate::procfs::{CpuMeter, open_file_limit, rss_kib};
+use crate::procfs::{CpuMeter, StealMeter, open_file_limit, rss_kib};
 use crate::stats::{Live, Phase, Progress};
 use crate::summary::Summary;
 
@@ -218,9 +218,11 @@ pub(crate) async fn run(settings: Arc<Settings>) -> Result<Summary, BenchError> 
     let progress = Progress::start(live.clone(), n, args.quiet);
     let generator_cpu = CpuMeter::start(None);
     let broker_cpu = args.broker_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let steal = StealMeter::start();
     let pool = Pool::open(settings.clone(), 0, args.clients, live.clone()).await;
     summary.generator_cpu_percent = generator_cpu.percent();
     summary.broker_cpu_percent = broker_cpu.and_then(|m| m.percent());
+    summary.machine_steal_percent = steal.percent();
     if pool.connected == 0 {
         return Err(pool
             .first_error

@@ -20,7 +20,7 @@ use crate::args::{Scenario, Settings};
 use crate::client::{Client, ConnectSpec};
 use crate::error::BenchError;
 use crate::payload::Clock;
-use crate::procfs::{CpuMeter, rss_kib};
+use crate::procfs::{CpuMeter, StealMeter, rss_kib};
 use crate::stats::{Latency, LatencyBuffer, Live, Phase, Progress};
 use crate::summary::Summary;
 use crate::tracking::{Accounting, Sent, account_group};
@@ -267,6 +267,7 @@ pub(crate) async fn run_messages(settings: Arc<Settings>) -> Result<Summary, Ben
     let window_start = (Live::get(&live.sent), Live::get(&live.received));
     let generator_cpu = CpuMeter::start(None);
     let broker_cpu = args.broker_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let steal = StealMeter::start();
     sleep_until(stop).await;
     let window_secs = measure_from.elapsed().as_secs_f64();
     summary.measured_secs = window_secs;
@@ -274,6 +275,7 @@ pub(crate) async fn run_messages(settings: Arc<Settings>) -> Result<Summary, Ben
     summary.received_per_sec = (Live::get(&live.received) - window_start.1) as f64 / window_secs;
     summary.generator_cpu_percent = generator_cpu.percent();
     summary.broker_cpu_percent = broker_cpu.and_then(|m| m.percent());
+    summary.machine_steal_percent = steal.percent();
     live.set_phase(Phase::Draining);
 
     let mut sent = vec![Sent::default(); layout.publishers.len()];
