@@ -83,6 +83,24 @@ impl Namespace {
             wills: format!("{}:wills:{{{member}}}", self.0),
         }
     }
+
+    /// The keys of the delayed wills of dead incarnations (pool-wide).
+    pub(crate) fn delayed_wills(&self) -> DelayedWillKeys {
+        let base = format!("{}:willq:{{delayed}}", self.0);
+        DelayedWillKeys {
+            due: format!("{base}:due"),
+            records: format!("{base}:records"),
+        }
+    }
+}
+
+/// The keys of wills waiting out their delay after their edge died (one hash slot).
+#[derive(Debug)]
+pub(crate) struct DelayedWillKeys {
+    /// Sorted set: will id → when it is due or its claim runs out (unix ms).
+    pub(crate) due: String,
+    /// Hash: will id → token and record.
+    pub(crate) records: String,
 }
 
 /// One tenant's retained-message keys.

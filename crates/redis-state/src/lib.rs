@@ -30,6 +30,8 @@
 //! | `{ns}:lease:{registry}:reap:<node id>:<incarnation>` | string, `PX` TTL | the reaper's claim |
 //! | `{ns}:lease:{registry}:gone:<node id>:<incarnation>` | string, 24 h TTL | released or reaped: may not renew |
 //! | `{ns}:wills:{<node id>:<incarnation>}` | hash | `<tenant>/<client key>` → 8-byte big-endian token, then the will record |
+//! | `{ns}:willq:{delayed}:due` | sorted set | `<token hex>/<tenant>/<client key>` → when the will is due (or its claim ends), unix ms |
+//! | `{ns}:willq:{delayed}:records` | hash | same id → 8-byte big-endian token, then the will record |
 //! | `{ns}:sess:{<tenant>:<client key>}:meta` | hash | `token`, `client_id`, `expiry` (s), `next_pid`, `cursor`, `offline_at` (unix ms) |
 //! | `{ns}:sess:{<tenant>:<client key>}:subs` | hash | filter → subscription record (opaque bytes) |
 //! | `{ns}:sess:{<tenant>:<client key>}:msgs` | hash | decimal seq → message record (opaque bytes) |
@@ -60,7 +62,7 @@ mod sessions;
 pub use admission::{Admission, Admitted};
 pub use connection::{CONNECT_TIMEOUT, connect};
 pub use error::RedisStateError;
-pub use lease::{Lease, NodeLeases, TakenWill};
+pub use lease::{Lease, NodeLeases, ParkedWill, TakenWill};
 pub use retained::{
     RetainedChange, RetainedEntry, RetainedOutcome, RetainedQuota, RetainedSnapshot, RetainedStore,
     RetainedUsage,

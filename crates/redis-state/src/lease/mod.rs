@@ -8,6 +8,7 @@
 //! leaves a tombstone for a day, so a partitioned edge coming back learns from
 //! [`RedisStateError::LeaseLost`] that it must start over with a new incarnation.
 
+mod delayed;
 mod wills;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::connection;
 use crate::error::RedisStateError;
 use crate::keys::{IncarnationKeys, Namespace};
 
+pub use delayed::ParkedWill;
 pub use wills::TakenWill;
 
 /// How long a released or reaped incarnation stays barred from renewing.

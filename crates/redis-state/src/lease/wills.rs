@@ -21,7 +21,7 @@ use crate::error::RedisStateError;
 const TAKE_PAGE: usize = 256;
 
 /// Length of the token prefix of a stored will.
-const TOKEN_LEN: usize = 8;
+pub(super) const TOKEN_LEN: usize = 8;
 
 /// `KEYS = [wills]`, `ARGV = [count]` → flat `[field, value, ...]` of up to `count` wills, which
 /// it deletes: each will is returned to exactly one caller.
@@ -73,9 +73,7 @@ impl NodeLeases {
         token: u64,
     ) -> Result<(), RedisStateError> {
         let wills = self.namespace.incarnation(&owner.member()?).wills;
-        let mut value = Vec::with_capacity(TOKEN_LEN + will_record.len());
-        value.extend_from_slice(&token.to_be_bytes());
-        value.extend_from_slice(will_record);
+        let value = encode_value(token, will_record);
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("HSET")
             .arg(&wills)
@@ -134,6 +132,14 @@ impl NodeLeases {
             }
         }
     }
+}
+
+/// A stored will: the token as 8 big-endian bytes, then the record.
+pub(super) fn encode_value(token: u64, record: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(TOKEN_LEN + record.len());
+    value.extend_from_slice(&token.to_be_bytes());
+    value.extend_from_slice(record);
+    value
 }
 
 /// The hash field of a client's will.
