@@ -78,6 +78,7 @@ fn spec<'a>(id: &'a str, will: &'a str, i: usize) -> ConnectSpec<'a> {
         clean_start: false,
         expiry_secs: v5.then_some(600),
         will: Some((will, b"gone")),
+        will_delay_secs: 0,
     }
 }
 
@@ -205,6 +206,7 @@ async fn publisher(
             clean_start: true,
             expiry_secs: None,
             will: None,
+            will_delay_secs: 0,
         },
     )
     .await
@@ -289,6 +291,7 @@ async fn killing_the_edge_of_200_persistent_sessions_loses_nothing() {
             clean_start: true,
             expiry_secs: None,
             will: None,
+            will_delay_secs: 0,
         },
     )
     .await
@@ -404,6 +407,7 @@ async fn killing_the_edge_of_200_persistent_sessions_loses_nothing() {
             clean_start: true,
             expiry_secs: None,
             will: None,
+            will_delay_secs: 0,
         },
     )
     .await

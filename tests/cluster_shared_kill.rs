@@ -23,6 +23,7 @@ fn clean(id: &str) -> ConnectSpec<'_> {
         clean_start: true,
         expiry_secs: None,
         will: None,
+        will_delay_secs: 0,
     }
 }
 

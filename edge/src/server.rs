@@ -160,6 +160,7 @@ impl RunningServer {
         ));
         if let Some(link) = broker.cluster() {
             link.liveness.set_access(Arc::clone(&access));
+            access.share_failures(link.admission().clone());
         }
         // Rules of every tenant with restored state are loaded before anything is delivered or
         // any will goes out; until then a tenant allows nothing.
@@ -280,7 +281,7 @@ impl RunningServer {
         // The wills of the clients just disconnected go out before the lease (and with it the
         // incarnation's registered wills) is released.
         if let Some(link) = self.broker.cluster() {
-            link.liveness.shutdown(&self.broker.store).await;
+            link.liveness.shutdown(link, &self.broker.store).await;
         }
         for task in &self.tasks {
             task.abort();

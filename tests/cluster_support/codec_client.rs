@@ -34,6 +34,8 @@ pub(crate) struct ConnectSpec<'a> {
     pub(crate) expiry_secs: Option<u32>,
     /// Will topic and payload (QoS 1).
     pub(crate) will: Option<(&'a str, &'static [u8])>,
+    /// 5.0 Will Delay Interval (0: none).
+    pub(crate) will_delay_secs: u32,
 }
 
 impl CodecClient {
@@ -64,7 +66,10 @@ impl CodecClient {
                 payload: Bytes::from_static(payload),
                 qos: QoS::AtLeastOnce,
                 retain: false,
-                properties: Default::default(),
+                properties: stratus_codec::WillProperties {
+                    will_delay_interval: (spec.will_delay_secs > 0).then_some(spec.will_delay_secs),
+                    ..Default::default()
+                },
             }),
             username: None,
             password: None,

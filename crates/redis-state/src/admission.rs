@@ -7,6 +7,11 @@
 //! connections, which also accounts for connections that closed, and the counts of an edge that
 //! died stop counting after `ttl` without any reaper), and
 //! `{ns}:adm:{<tenant>}:rate:<client key>` (connects in the current window, expiring with it).
+//! A tenant's sessions are counted like its connections, in `{ns}:adm:{<tenant>}:sessions` and
+//! `{ns}:adm:{<tenant>}:sessions_alive`: each edge reports the sessions it holds.
+//! Failed CONNECTs (brute-force lockouts) are counted in fixed windows the same way, per client
+//! id (`{ns}:adm:{<tenant>}:fail:<client key>`) and per source address
+//! (`{ns}:adm:{addr:<address>}:fail`), so a client locked out on one edge is locked out on all.
 //! Every check-and-change is one Lua script, so concurrent CONNECTs on different edges cannot
 //! both take the last slot.
 
@@ -65,6 +70,37 @@ static TRY_ADD_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TRY_ADD))
 static REFRESH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REFRESH));
 static COUNT_CONNECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COUNT_CONNECT));
 
+/// What a per-node count counts.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Connections,
+    Sessions,
+}
+
+impl Counted {
+    /// The count hash and the trust hash.
+    fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Connections => ("conns", "alive"),
+            Self::Sessions => ("sessions", "sessions_alive"),
+        }
+    }
+
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Connections => "connection count",
+            Self::Sessions => "session count",
+        }
+    }
+
+    fn refresh_operation(self) -> &'static str {
+        match self {
+            Self::Connections => "connection count refresh",
+            Self::Sessions => "session count refresh",
+        }
+    }
+}
+
 /// The cluster-wide admission counters.
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -107,15 +143,53 @@ impl Admission {
         limit: u64,
         ttl: Duration,
     ) -> Result<Admitted, RedisStateError> {
+        self.try_add(Counted::Connections, tenant, node, limit, ttl)
+            .await
+    }
+
+    /// Counts a new session held by `node` in `tenant` unless the tenant's sessions on live
+    /// nodes reached `limit` (see [`Admission::try_add_connection`]).
+    pub async fn try_add_session(
+        &self,
+        tenant: &TenantId,
+        node: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<Admitted, RedisStateError> {
+        self.try_add(Counted::Sessions, tenant, node, limit, ttl)
+            .await
+    }
+
+    /// Sets `node`'s session count in `tenant` (see [`Admission::refresh`]).
+    pub async fn refresh_sessions(
+        &self,
+        tenant: &TenantId,
+        node: &str,
+        count: u64,
+        ttl: Duration,
+    ) -> Result<(), RedisStateError> {
+        self.refresh_counted(Counted::Sessions, tenant, node, count, ttl)
+            .await
+    }
+
+    async fn try_add(
+        &self,
+        counted: Counted,
+        tenant: &TenantId,
+        node: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<Admitted, RedisStateError> {
+        let (counts, alive) = counted.keys();
         let (ok, total): (i64, u64) = TRY_ADD_SCRIPT
-            .key(self.key(tenant, "conns"))
-            .key(self.key(tenant, "alive"))
+            .key(self.key(tenant, counts))
+            .key(self.key(tenant, alive))
             .arg(node)
             .arg(limit)
             .arg(millis(ttl))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(RedisStateError::command("connection count"))?;
+            .map_err(RedisStateError::command(counted.operation()))?;
         Ok(Admitted {
             admitted: ok == 1,
             total,
@@ -132,15 +206,28 @@ impl Admission {
         count: u64,
         ttl: Duration,
     ) -> Result<(), RedisStateError> {
+        self.refresh_counted(Counted::Connections, tenant, node, count, ttl)
+            .await
+    }
+
+    async fn refresh_counted(
+        &self,
+        counted: Counted,
+        tenant: &TenantId,
+        node: &str,
+        count: u64,
+        ttl: Duration,
+    ) -> Result<(), RedisStateError> {
+        let (counts, alive) = counted.keys();
         let _found: i64 = REFRESH_SCRIPT
-            .key(self.key(tenant, "conns"))
-            .key(self.key(tenant, "alive"))
+            .key(self.key(tenant, counts))
+            .key(self.key(tenant, alive))
             .arg(node)
             .arg(count)
             .arg(millis(ttl))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(RedisStateError::command("connection count refresh"))?;
+            .map_err(RedisStateError::command(counted.refresh_operation()))?;
         Ok(())
     }
 
@@ -158,6 +245,67 @@ impl Admission {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(RedisStateError::command("connect rate"))
+    }
+}
+
+impl Admission {
+    fn address_key(&self, address: &str) -> String {
+        format!("{}:adm:{{addr:{address}}}:fail", self.namespace.as_str())
+    }
+
+    /// Failed connects in the current window: of the client id whose key is `client_key` in
+    /// `tenant`, and of the source `address`.
+    pub async fn failures(
+        &self,
+        tenant: &TenantId,
+        client_key: &str,
+        address: &str,
+    ) -> Result<(u64, u64), RedisStateError> {
+        let (client, addr): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(self.key(tenant, &format!("fail:{client_key}")))
+            .get(self.address_key(address))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(RedisStateError::command("failed-connect count"))?;
+        Ok((client.unwrap_or(0), addr.unwrap_or(0)))
+    }
+
+    /// Counts a failed connect of the client id and of the address, each in its current
+    /// `window` (fixed, starting at the first failure).
+    pub async fn record_failure(
+        &self,
+        tenant: &TenantId,
+        client_key: &str,
+        address: &str,
+        window: Duration,
+    ) -> Result<(), RedisStateError> {
+        for key in [
+            self.key(tenant, &format!("fail:{client_key}")),
+            self.address_key(address),
+        ] {
+            let _count: u64 = COUNT_CONNECT_SCRIPT
+                .key(key)
+                .arg(millis(window))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(RedisStateError::command("failed-connect record"))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the failed connects of a client id (it authenticated); the address's count
+    /// stays for its window.
+    pub async fn forgive(
+        &self,
+        tenant: &TenantId,
+        client_key: &str,
+    ) -> Result<(), RedisStateError> {
+        let _removed: u64 = redis::cmd("DEL")
+            .arg(self.key(tenant, &format!("fail:{client_key}")))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(RedisStateError::command("failed-connect forgive"))?;
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ mod credentials;
 mod limiter;
 mod policy;
 mod revocation;
+mod shared_failures;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub(crate) use credentials::JwtGrants;
 use credentials::{PasswordCache, TokenError, looks_like_jwt, verify_token};
 use limiter::{FailedConnects, FailureKey};
 pub(crate) use policy::TenantAccess;
+use shared_failures::SharedFailures;
 
 /// Failed-connect limits: per client id, per source address, and their window.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +181,9 @@ pub(crate) struct Access {
     default_tenant: TenantId,
     passwords: Arc<PasswordCache>,
     failures: FailedConnects,
+    failure_limits: FailureLimits,
+    /// The cluster's failed-connect counts (clustered shape only).
+    shared_failures: std::sync::OnceLock<SharedFailures>,
 }
 
 impl Access {
@@ -195,7 +200,17 @@ impl Access {
             default_tenant,
             passwords: Arc::new(PasswordCache::new(100_000)),
             failures: FailedConnects::new(limits, 100_000),
+            failure_limits: limits,
+            shared_failures: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Clustered shape: counts failed CONNECTs in the cluster's Redis too, so a lockout holds
+    /// on every edge.
+    pub(crate) fn share_failures(&self, admission: stratus_redis_state::Admission) {
+        let _ = self
+            .shared_failures
+            .set(SharedFailures::new(admission, self.failure_limits));
     }
 
     /// Authenticates a CONNECT and returns the principal and its tenant (with access rules
@@ -212,18 +227,34 @@ impl Access {
         if keys.iter().any(|k| self.failures.is_blocked(k, now)) {
             return Err(AuthError::Throttled);
         }
+        let shared = match self.shared_failures.get() {
+            Some(s) => s.check(&tenant_id, &creds.client_id, creds.peer).await,
+            None => Default::default(),
+        };
+        if shared.blocked {
+            return Err(AuthError::Throttled);
+        }
         match self.check(broker, &tenant_id, &creds).await {
             Ok(found) => {
                 // Only the client id's count is forgiven: an address's count stays for its
                 // window, or a guesser holding any valid credential (or anonymous access to
                 // some tenant) could reset it between guesses.
                 self.failures.record_success(&client_key);
+                if shared.client_failed
+                    && let Some(s) = self.shared_failures.get()
+                {
+                    s.forgive(&tenant_id, &creds.client_id).await;
+                }
                 Ok(found)
             }
             Err(e) => {
                 if e.is_guess() {
                     for key in keys {
                         self.failures.record_failure(key, now);
+                    }
+                    if let Some(s) = self.shared_failures.get() {
+                        s.record_failure(&tenant_id, &creds.client_id, creds.peer)
+                            .await;
                     }
                 }
                 Err(e)

@@ -41,6 +41,8 @@ impl Broker {
             st.ended = true;
             st.release_publishers();
             st.will = None;
+            // The new owner registers its connection's will; this one's is cancelled.
+            self.forget_will_registration(&tenant.id, &session.client_id);
             st.pending.clear();
             st.inflight.clear();
             st.qos0.clear();

@@ -77,7 +77,7 @@ impl Broker {
         let will_record = self
             .cluster()
             .and(req.will.as_ref())
-            .map(crate::cluster::WillRecord::encode);
+            .map(|w| crate::cluster::WillRecord::encode(w, req.expiry_secs, None));
         let mut replaced_will_id = None;
         let attached = {
             let mut sessions = tenant.sessions.lock();
@@ -301,9 +301,23 @@ impl Broker {
                 let mut stored_will = None;
                 if let Some(w) = will {
                     if w.delay_secs == 0 {
+                        will_id = self.forget_will_registration(&tenant.id, &session.client_id);
                         wills.push(*w);
                     } else {
                         let delay = Duration::from_secs(u64::from(w.delay_secs)).min(expiry);
+                        let due_at_ms = super::persist::instant_to_unix_ms(now + delay);
+                        if let Some(link) = self.cluster() {
+                            // Should this edge die before it is due, a reaper keeps the time.
+                            link.liveness.wills.delay_started(
+                                &tenant.id,
+                                &session.client_id,
+                                crate::cluster::WillRecord::encode(
+                                    &w,
+                                    st.expiry_secs,
+                                    Some(due_at_ms),
+                                ),
+                            );
+                        }
                         stored_will = Some(StoredWill {
                             publish: super::persist::encode_message(
                                 &w.msg,
@@ -311,7 +325,7 @@ impl Broker {
                                 w.msg.retain,
                                 &Default::default(),
                             ),
-                            due_at_ms: super::persist::instant_to_unix_ms(now + delay),
+                            due_at_ms,
                             expiry_secs: w.expiry_secs,
                         });
                         st.will = Some(w);
@@ -323,6 +337,9 @@ impl Broker {
                             generation,
                         });
                     }
+                } else {
+                    // A clean DISCONNECT, or no will: nothing for a reaper to publish.
+                    self.forget_will_registration(&tenant.id, &session.client_id);
                 }
                 self.timers.schedule(TimerEntry {
                     due: now + expiry,
@@ -524,12 +541,16 @@ impl Broker {
             } = entry;
             match kind {
                 TimerKind::Will => {
-                    let will = {
+                    let (will, will_id) = {
                         let mut st = session.state.lock();
                         if st.attachment.is_some() || st.generation != generation || st.ended {
                             continue;
                         }
-                        st.will.take()
+                        let will = st.will.take();
+                        let id = will.as_ref().and_then(|_| {
+                            self.forget_will_registration(&tenant.id, &session.client_id)
+                        });
+                        (will, id)
                     };
                     if let Some(w) = will {
                         self.store.submit(StoreOp::SetOffline {
@@ -538,18 +559,19 @@ impl Broker {
                             disconnected_at_ms: Some(super::persist::unix_ms_now()),
                             will: None,
                         });
-                        self.publish_wills(&tenant, vec![*w]);
+                        self.publish_will_as(&tenant, &w, will_id);
                     }
                 }
                 TimerKind::Expiry => {
-                    let (will, redispatch) = {
+                    let (will, will_id, redispatch) = {
                         let mut sessions = tenant.sessions.lock();
-                        let will = {
+                        let (will, will_id) = {
                             let mut st = session.state.lock();
                             if st.attachment.is_some() || st.generation != generation || st.ended {
                                 continue;
                             }
-                            st.will.take()
+                            let id = self.forget_will_registration(&tenant.id, &session.client_id);
+                            (st.will.take(), id)
                         };
                         tracing::debug!(tenant = %tenant.id, client_id = %session.client_id, "session expired");
                         let redispatch = self.discard(&tenant, &session);
@@ -559,11 +581,11 @@ impl Broker {
                         {
                             sessions.remove(&session.client_id);
                         }
-                        (will, redispatch)
+                        (will, will_id, redispatch)
                     };
                     // The session ended: a will still waiting for its delay goes out now.
                     if let Some(w) = will {
-                        self.publish_wills(&tenant, vec![*w]);
+                        self.publish_will_as(&tenant, &w, will_id);
                     }
                     self.redispatch(&tenant, None, redispatch);
                 }

@@ -3,6 +3,8 @@
 //! QoS 1/2 will can carry the JetStream message id a reaper would use for it, so it is stored once
 //! whichever edge publishes it.
 
+use bytestring::ByteString;
+use stratus_model::TenantId;
 use tokio::time::Instant;
 
 use super::Broker;
@@ -10,6 +12,19 @@ use super::session::PendingWill;
 use super::tenant::Tenant;
 
 impl Broker {
+    /// Clustered shape: drops the Redis registration of `client_id`'s will (its connection
+    /// ended and the will was published, cancelled or never due, or the session left this
+    /// edge), so that no reaper publishes it should this edge die later. Returns the message id
+    /// the will is published with. Call under the session's state lock: a connection attaching
+    /// meanwhile registers its own will only after.
+    pub(crate) fn forget_will_registration(
+        &self,
+        tenant: &TenantId,
+        client_id: &ByteString,
+    ) -> Option<String> {
+        self.cluster()?.liveness.wills.detached(tenant, client_id)
+    }
+
     /// Publishes wills (each through the normal publish path).
     pub(crate) fn publish_wills(&self, tenant: &Tenant, wills: Vec<PendingWill>) {
         for pending in wills {

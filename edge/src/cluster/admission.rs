@@ -1,8 +1,12 @@
-//! Admission limits across edges: a tenant's connection cap (`limits.max_connections_per_tenant`)
-//! and a client id's connect rate (`limits.max_connects_per_client_id_per_second`), counted in
-//! Redis (`stratus_redis_state::Admission`). Each edge rewrites its own per-tenant connection
-//! counts every `REFRESH` (so closed connections are accounted for within that period, and the
-//! counts of a dead edge stop counting after `COUNT_TTL`). If Redis cannot answer, the CONNECT is
+//! Admission limits across edges: a tenant's connection cap (`limits.max_connections_per_tenant`),
+//! its session cap (`limits.max_sessions_per_tenant`) and a client id's connect rate
+//! (`limits.max_connects_per_client_id_per_second`), counted in Redis
+//! (`stratus_redis_state::Admission`). Each edge rewrites its own per-tenant connection and
+//! session counts every `REFRESH` (so closed connections and ended sessions are accounted for
+//! within that period, and the counts of a dead edge stop counting after `COUNT_TTL`). A session
+//! counts on the edge holding it: one moving to another edge is counted by the new edge at its
+//! next refresh (not at the CONNECT, which a tenant at its cap must still be able to make), and
+//! the offline sessions of a dead edge count again once a client resumes them. If Redis cannot answer, the CONNECT is
 //! refused (0x88 / 3): a limit that cannot be checked is not assumed to hold.
 
 use std::sync::Arc;
@@ -76,6 +80,38 @@ impl ClusterLink {
         }
         Ok(())
     }
+
+    /// Counts a session this edge creates for a CONNECT against the tenant's session cap
+    /// across the cluster. `Err` carries the CONNACK reason and why.
+    pub(crate) async fn admit_session(
+        &self,
+        tenant: &TenantId,
+        limits: &Limits,
+    ) -> Result<(), (ReasonCode, String)> {
+        let limit = u64::try_from(limits.max_sessions_per_tenant).unwrap_or(u64::MAX);
+        let added = with_retries(|| {
+            self.admission
+                .try_add_session(tenant, &self.incarnation, limit, COUNT_TTL)
+        })
+        .await
+        .map_err(|e| {
+            (
+                ReasonCode::ServerUnavailable,
+                format!("cannot check the cluster's session cap in Redis: {e}"),
+            )
+        })?;
+        self.admitted_tenants.lock().insert(tenant.clone());
+        if !added.admitted {
+            return Err((
+                ReasonCode::QuotaExceeded,
+                format!(
+                    "the tenant's session cap ({limit}) is reached across the cluster \
+                     (limits.max_sessions_per_tenant)"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Opens the admission counters on Redis.
@@ -100,21 +136,30 @@ pub(super) async fn refresh_counts(link: Arc<ClusterLink>) {
         let admitted = std::mem::take(&mut *link.admitted_tenants.lock());
         for tenant in broker.tenants() {
             let n = tenant.connections.load(Ordering::Acquire) as u64;
-            if n > 0 || nonzero.contains(&tenant.id) || admitted.contains(&tenant.id) {
-                counts.push((tenant.id.clone(), n));
+            let sessions = tenant.sessions.lock().len() as u64;
+            let active = n > 0 || sessions > 0;
+            if active || nonzero.contains(&tenant.id) || admitted.contains(&tenant.id) {
+                counts.push((tenant.id.clone(), n, sessions));
             }
-            if n > 0 {
+            if active {
                 now_nonzero.push(tenant.id.clone());
             }
         }
         drop(broker);
-        for (tenant, n) in counts {
+        for (tenant, n, sessions) in counts {
             if let Err(e) = link
                 .admission
                 .refresh(&tenant, &link.incarnation, n, COUNT_TTL)
                 .await
             {
                 tracing::warn!(tenant = %tenant, "connection count not refreshed in Redis: {e}");
+            }
+            if let Err(e) = link
+                .admission
+                .refresh_sessions(&tenant, &link.incarnation, sessions, COUNT_TTL)
+                .await
+            {
+                tracing::warn!(tenant = %tenant, "session count not refreshed in Redis: {e}");
             }
         }
         nonzero = now_nonzero;

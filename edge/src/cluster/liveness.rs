@@ -18,11 +18,10 @@
 //!   published before dying is not published twice), waits until JetStream acknowledged them,
 //!   and forgets the incarnation.
 //!
-//! Will delay: a clustered session ends with its connection (Session Expiry 0), and a will is
-//! due when its delay passes or its session ends, whichever comes first (MQTT 5.0 section
-//! 3.1.3.2.2): every will a reaper takes is due at once, whatever its delay, and a reconnect
-//! after the edge died cannot cancel it (it starts a new session). The token is therefore used
-//! for de-duplication only, not compared with the ownership record.
+//! Will delay: a will whose delay outlives its edge is parked in Redis until it is due, and is
+//! then published unless the client connected again first (`delayed_wills.rs`). A graceful
+//! shutdown parks the delayed wills of its offline sessions the same way before releasing the
+//! lease.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,9 +32,11 @@ use stratus_codec::ReasonCode;
 use stratus_redis_state::{Lease, NodeLeases, RedisStateError};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::wills::{WillRecord, WillRegistry, will_message_id};
+use super::delayed_wills::{self, Settled};
+use super::wills::{WillRecord, WillRegistry};
 use super::{ClusterError, ClusterLink, ClusterSettings};
 use crate::access::Access;
+use crate::broker::persist::unix_ms_now;
 use crate::store::Store;
 
 /// How often every edge looks for dead incarnations.
@@ -43,7 +44,7 @@ pub(crate) const REAP_PERIOD: Duration = Duration::from_secs(2);
 /// How long a reaper's claim on a dead incarnation lasts (another reaper may take over after).
 const REAP_CLAIM: Duration = Duration::from_secs(60);
 /// How long a reaper waits for JetStream to acknowledge the wills it published.
-const REAP_PUBLISH_WAIT: Duration = Duration::from_secs(30);
+pub(super) const REAP_PUBLISH_WAIT: Duration = Duration::from_secs(30);
 /// How long a graceful shutdown waits for wills to be acknowledged and registrations written.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The shortest lease TTL accepted.
@@ -57,7 +58,7 @@ pub(crate) struct Liveness {
     /// Renewals only (a connection of its own).
     renewals: NodeLeases,
     /// The reaper's connection.
-    reaping: NodeLeases,
+    pub(super) reaping: NodeLeases,
     /// The wills of connections attached here.
     pub(crate) wills: WillRegistry,
     fenced: AtomicBool,
@@ -65,7 +66,7 @@ pub(crate) struct Liveness {
     stopping: AtomicBool,
     /// The tenants' access rules (set once the server built them): checked before a reaped will
     /// goes out.
-    access: OnceLock<Arc<Access>>,
+    pub(super) access: OnceLock<Arc<Access>>,
 }
 
 impl Liveness {
@@ -134,9 +135,10 @@ impl Liveness {
     }
 
     /// Graceful shutdown, after every client was disconnected: waits (bounded) until the wills
-    /// they left are acknowledged and the registry is written, then releases the lease, which
-    /// deletes this incarnation's registered wills so no reaper publishes them again.
-    pub(crate) async fn shutdown(&self, store: &Store) {
+    /// they left are acknowledged and the registry is written, parks the wills still waiting
+    /// out their delay, then releases the lease, which deletes this incarnation's registered
+    /// wills so no reaper publishes them again.
+    pub(crate) async fn shutdown(&self, link: &ClusterLink, store: &Store) {
         self.stopping.store(true, Ordering::Release);
         if !wait_committed(store, SHUTDOWN_WAIT).await {
             tracing::warn!("wills of disconnected clients not all acknowledged before shutdown");
@@ -147,6 +149,7 @@ impl Liveness {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+        park_own_delayed_wills(link, &self.lease).await;
         match self.renewals.release(&self.lease).await {
             Ok(()) => tracing::info!(incarnation = %self.lease.incarnation, "node lease released"),
             Err(e) => tracing::warn!(
@@ -269,6 +272,50 @@ pub(super) async fn run_reaper(link: Arc<ClusterLink>) {
                 tracing::warn!(node = %lease.node_id, incarnation = %lease.incarnation, "reaping failed: {e}");
             }
         }
+        match delayed_wills::publish_due(&link).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(wills = n, "delayed wills of dead edges' clients decided"),
+            Err(e) => tracing::warn!("reaper cannot read the delayed wills: {e}"),
+        }
+    }
+}
+
+/// Graceful shutdown: the wills left in this incarnation's registry belong to offline sessions
+/// whose will delay has not ended (every other will was published or dropped when its
+/// connection ended); they are parked for the other edges' reapers.
+async fn park_own_delayed_wills(link: &ClusterLink, own: &Lease) {
+    let Some(broker) = link.broker() else {
+        return;
+    };
+    let taken = match link.liveness.reaping.take_wills(own).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!("delayed wills not handed to the other edges at shutdown ({e})");
+            return;
+        }
+    };
+    let now = unix_ms_now();
+    let mut parked = 0;
+    for will in &taken {
+        let Some(record) = WillRecord::decode(&will.record) else {
+            continue;
+        };
+        match delayed_wills::settle(link, &broker, will, record, now).await {
+            Ok(Settled::Parked) => parked += 1,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(tenant = %will.tenant, "a delayed will was not parked at shutdown ({e})")
+            }
+        }
+    }
+    if !wait_committed(&broker.store, SHUTDOWN_WAIT).await {
+        tracing::warn!("wills published at shutdown not all acknowledged");
+    }
+    if parked > 0 {
+        tracing::info!(
+            wills = parked,
+            "delayed wills handed to the other edges' reapers"
+        );
     }
 }
 
@@ -292,21 +339,22 @@ async fn reap(link: &ClusterLink, dead: &Lease) -> Result<(), RedisStateError> {
     );
     let taken = live.reaping.take_wills(dead).await?;
     let total = taken.len();
-    let mut published = 0;
+    let (mut published, mut parked) = (0, 0);
+    let now = unix_ms_now();
     for will in taken {
         let Some(record) = WillRecord::decode(&will.record) else {
             tracing::warn!(tenant = %will.tenant, "dropping a registered will that does not decode");
             continue;
         };
-        let tenant = broker.tenant(&will.tenant);
-        if let Some(access) = live.access.get()
-            && let Err(e) = access.load_tenant(&tenant).await
-        {
-            tracing::warn!(tenant = %will.tenant, "cannot load access rules for a reaped will ({e})");
-        }
-        let id = will_message_id(&will.tenant, &will.client_key, will.token);
-        if broker.publish_will_as(&tenant, &record.into_pending(), Some(id)) {
-            published += 1;
+        match delayed_wills::settle(link, &broker, &will, record, now).await {
+            Ok(Settled::Published) => published += 1,
+            Ok(Settled::Parked) => parked += 1,
+            Ok(Settled::Cancelled | Settled::Refused) => {}
+            Err(e) => tracing::error!(
+                tenant = %will.tenant,
+                client_key = %will.client_key,
+                "a reaped will waiting out its delay could not be parked and is lost ({e})"
+            ),
         }
     }
     if !wait_committed(&broker.store, REAP_PUBLISH_WAIT).await {
@@ -322,6 +370,7 @@ async fn reap(link: &ClusterLink, dead: &Lease) -> Result<(), RedisStateError> {
         incarnation = %dead.incarnation,
         wills = total,
         published,
+        parked,
         "dead node reaped"
     );
     Ok(())
@@ -329,7 +378,7 @@ async fn reap(link: &ClusterLink, dead: &Lease) -> Result<(), RedisStateError> {
 
 /// Waits until everything submitted to `store` before the call completed (JetStream
 /// acknowledgements, Redis writes), at most `limit`. False on timeout.
-async fn wait_committed(store: &Store, limit: Duration) -> bool {
+pub(super) async fn wait_committed(store: &Store, limit: Duration) -> bool {
     let fence = store.reserve();
     store.complete(fence);
     let done = std::future::poll_fn(|cx| {

@@ -17,6 +17,7 @@
 
 mod admission;
 mod applier;
+mod delayed_wills;
 mod interest;
 mod liveness;
 mod ownership;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
+use stratus_codec::ReasonCode;
 use stratus_model::TenantId;
 use stratus_topics::{SubjectError, SubjectSpace};
 
@@ -340,22 +342,33 @@ impl ClusterLink {
         SubjectSpace::new(&self.settings.pool, tenant.as_str())
     }
 
+    /// The cluster-wide admission counters in Redis.
+    pub(crate) fn admission(&self) -> &stratus_redis_state::Admission {
+        &self.admission
+    }
+
     /// Everything a CONNECT needs from the cluster before it attaches: the tenant's retained
     /// messages on this edge, the client id's ownership (its previous connection closed
     /// wherever it is), and its session (loaded from Redis when it resumes one). Returns the
-    /// fencing token (0 for an empty client id, which gets a cluster-unique assigned one).
-    /// `Err` says why the CONNECT is refused.
+    /// fencing token (0 for an empty client id left unclaimed: an assigned id is unique and its
+    /// session ends with its connection; see `protocol::client_id_to_assign`).
+    /// `Err` carries the CONNACK reason and why the CONNECT is refused.
     pub(crate) async fn prepare_connect(
         self: &Arc<Self>,
         tenant: &Arc<crate::broker::Tenant>,
         client_id: &str,
         intent: SessionIntent,
-    ) -> Result<u64, String> {
+        limits: &crate::config::Limits,
+    ) -> Result<u64, (ReasonCode, String)> {
         if let Some(why) = self.liveness.refusal() {
-            return Err(why);
+            return Err((ReasonCode::ServerUnavailable, why));
         }
-        self.retained.ensure_loaded(self, tenant).await?;
+        self.retained
+            .ensure_loaded(self, tenant)
+            .await
+            .map_err(|why| (ReasonCode::ServerUnavailable, why))?;
         if client_id.is_empty() {
+            self.admit_session(&tenant.id, limits).await?;
             return Ok(0);
         }
         self.prepare_session(tenant, client_id, intent).await

@@ -287,6 +287,30 @@ impl Ownership {
         }
     }
 
+    /// Whether the connection of `client_id` that held `token` was followed by another
+    /// connection of the client (claimed on any edge) before `before_unix_ms`: the record has
+    /// moved past `token` and its current entry was written before that time. A client that
+    /// connected twice since, once before and once after, reads as not followed (only the
+    /// newest entry is kept). `Err` when the record cannot be read.
+    pub(crate) async fn followed_before(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        token: u64,
+        before_unix_ms: u64,
+    ) -> Result<bool, String> {
+        let key = record_key(tenant, client_id);
+        let entry = self
+            .kv
+            .entry(&key)
+            .await
+            .map_err(|e| format!("ownership record unreadable: {e}"))?;
+        Ok(entry.is_some_and(|e| {
+            let written_ms = e.created.unix_timestamp_nanos() / 1_000_000;
+            e.revision != token && written_ms < i128::from(before_unix_ms)
+        }))
+    }
+
     /// Deletes the KV record of a released claim unless someone claimed it since.
     pub(crate) async fn delete_record(&self, key: String, token: u64) {
         if let Err(e) = self.kv.delete_expect_revision(&key, Some(token)).await {

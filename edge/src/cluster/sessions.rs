@@ -26,6 +26,7 @@ use std::task::Poll;
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use parking_lot::Mutex;
+use stratus_codec::ReasonCode;
 use stratus_model::TenantId;
 use stratus_redis_state::{Claim, ClaimMode, SessionLoadLimits, SessionStore, StoredSessionState};
 use tokio::task::JoinHandle;
@@ -252,15 +253,17 @@ impl SessionSync {
 impl ClusterLink {
     /// Prepares the session a CONNECT with `token` attaches to: lets go of any local copy,
     /// claims the client id (handing it over from another edge), then claims and loads the
-    /// session from Redis and installs it. `Err` says why the CONNECT is refused.
+    /// session from Redis and installs it; a session it creates counts against the tenant's
+    /// session cap. `Err` carries the CONNACK reason and why the CONNECT is refused.
     pub(crate) async fn prepare_session(
         self: &Arc<Self>,
         tenant: &Arc<Tenant>,
         client_id: &str,
         intent: SessionIntent,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, (ReasonCode, String)> {
+        let unavailable = |why: String| (ReasonCode::ServerUnavailable, why);
         let Some(broker) = self.broker() else {
-            return Err("the edge is shutting down".into());
+            return Err(unavailable("the edge is shutting down".into()));
         };
         // A local copy first: its connection closes and its changes reach Redis under the
         // token they were made with.
@@ -271,7 +274,8 @@ impl ClusterLink {
             .ownership
             .claim(self, &tenant.id, client_id)
             .await
-            .map(|c| c.token)?;
+            .map(|c| c.token)
+            .map_err(unavailable)?;
         let client_key = stratus_topics::client_key(tenant.id.as_str(), client_id);
         let mode = if intent.clean_start {
             ClaimMode::Fresh {
@@ -297,15 +301,21 @@ impl ClusterLink {
         .await
         .map_err(|e| {
             self.ownership.abandon(&tenant.id, client_id, token);
-            format!("session state unavailable in Redis: {e}")
+            unavailable(format!("session state unavailable in Redis: {e}"))
         })?;
+        if matches!(claimed, Claim::Fresh | Claim::Resumed(None))
+            && let Err(refused) = self.admit_session(&tenant.id, &broker.config.limits).await
+        {
+            self.ownership.abandon(&tenant.id, client_id, token);
+            return Err(refused);
+        }
         let client_id_bytes = ByteString::from(client_id);
         match claimed {
             Claim::Fenced { current } => {
                 self.ownership.abandon(&tenant.id, client_id, token);
-                Err(format!(
+                Err(unavailable(format!(
                     "a newer connection of this client id (token {current}) owns its session"
-                ))
+                )))
             }
             Claim::Fresh => {
                 if intent.expiry_secs > 0 {

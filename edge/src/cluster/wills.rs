@@ -32,7 +32,10 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between retries of a failed Redis write.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Version byte leading every will record this module writes.
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
+/// The version before the session expiry and due time were recorded (still read: a record an
+/// older edge registered is published at once, as that edge's reaper did).
+const RECORD_VERSION_1: u8 = 1;
 
 thread_local! {
     /// The message id the will being published on this thread must carry (see
@@ -66,6 +69,11 @@ pub(crate) struct WillRecord {
     pub(crate) msg: Arc<Message>,
     /// Will Delay Interval, seconds.
     pub(crate) delay_secs: u32,
+    /// Session Expiry Interval of the connection's session, seconds: a delayed will is due when
+    /// its session ends, if that comes first.
+    pub(crate) session_expiry_secs: u32,
+    /// When the will is due (unix ms), once its connection ended; `None` while it is connected.
+    pub(crate) due_at_ms: Option<u64>,
     /// Message Expiry Interval, counted from publication.
     pub(crate) expiry_secs: Option<u32>,
     /// Client id of the connection.
@@ -75,21 +83,42 @@ pub(crate) struct WillRecord {
 }
 
 impl WillRecord {
-    /// The stored form: version, delay, expiry, client id, user name, then the will encoded as
-    /// an MQTT 5.0 PUBLISH (`persist::encode_message`).
-    pub(crate) fn encode(will: &PendingWill) -> Bytes {
+    /// The stored form: version, delay, session expiry, due time, message expiry, client id,
+    /// user name, then the will encoded as an MQTT 5.0 PUBLISH (`persist::encode_message`).
+    pub(crate) fn encode(
+        will: &PendingWill,
+        session_expiry_secs: u32,
+        due_at_ms: Option<u64>,
+    ) -> Bytes {
+        let record = Self {
+            msg: Arc::clone(&will.msg),
+            delay_secs: will.delay_secs,
+            session_expiry_secs,
+            due_at_ms,
+            expiry_secs: will.expiry_secs,
+            client_id: will.client_id.clone(),
+            username: will.username.clone(),
+        };
+        record.to_bytes()
+    }
+
+    /// The stored form of this record (see [`WillRecord::encode`]).
+    pub(crate) fn to_bytes(&self) -> Bytes {
         let publish = persist::encode_message(
-            &will.msg,
-            will.msg.qos,
-            will.msg.retain,
+            &self.msg,
+            self.msg.qos,
+            self.msg.retain,
             &Default::default(),
         );
-        let username = will.username.as_deref().unwrap_or_default();
+        let username = self.username.as_deref().unwrap_or_default();
         let mut out =
-            BytesMut::with_capacity(16 + will.client_id.len() + username.len() + publish.len());
+            BytesMut::with_capacity(32 + self.client_id.len() + username.len() + publish.len());
         out.put_u8(RECORD_VERSION);
-        out.put_u32(will.delay_secs);
-        match will.expiry_secs {
+        out.put_u32(self.delay_secs);
+        out.put_u32(self.session_expiry_secs);
+        out.put_u8(u8::from(self.due_at_ms.is_some()));
+        out.put_u64(self.due_at_ms.unwrap_or(0));
+        match self.expiry_secs {
             Some(secs) => {
                 out.put_u8(1);
                 out.put_u32(secs);
@@ -99,20 +128,48 @@ impl WillRecord {
                 out.put_u32(0);
             }
         }
-        put_str(&mut out, &will.client_id);
-        out.put_u8(u8::from(will.username.is_some()));
+        put_str(&mut out, &self.client_id);
+        out.put_u8(u8::from(self.username.is_some()));
         put_str(&mut out, username);
         out.extend_from_slice(&publish);
         out.freeze()
     }
 
+    /// Whether a new connection of the client can still cancel the will: it has a delay and
+    /// its session outlives the connection (otherwise it is due when the connection ends).
+    pub(crate) fn is_delayed(&self) -> bool {
+        self.delay_secs > 0 && self.session_expiry_secs > 0
+    }
+
+    /// When a delayed will is due (unix ms), seen by a reaper at `now_ms`: the time its edge
+    /// recorded when the connection ended or, when the edge died with the connection, the
+    /// smaller of the will delay and the session expiry from now (never early: the edge died
+    /// at most one lease TTL before).
+    pub(crate) fn due_ms(&self, now_ms: u64) -> u64 {
+        self.due_at_ms.unwrap_or_else(|| {
+            let delay = u64::from(self.delay_secs.min(self.session_expiry_secs));
+            now_ms.saturating_add(delay.saturating_mul(1_000))
+        })
+    }
+
     /// Reads a record back; `None` when it is not one [`WillRecord::encode`] wrote.
     pub(crate) fn decode(record: &[u8]) -> Option<Self> {
         let mut buf = record;
-        if buf.remaining() < 10 || buf.get_u8() != RECORD_VERSION {
+        if buf.remaining() < 10 {
             return None;
         }
+        let version = buf.get_u8();
         let delay_secs = buf.get_u32();
+        let (session_expiry_secs, due_at_ms) = match version {
+            RECORD_VERSION if buf.remaining() >= 13 + 5 => {
+                let session_expiry = buf.get_u32();
+                let has_due = buf.get_u8() == 1;
+                let due = buf.get_u64();
+                (session_expiry, has_due.then_some(due))
+            }
+            RECORD_VERSION_1 => (0, None),
+            _ => return None,
+        };
         let has_expiry = buf.get_u8() == 1;
         let expiry = buf.get_u32();
         let client_id = take_str(&mut buf)?;
@@ -123,6 +180,8 @@ impl WillRecord {
         Some(Self {
             msg: decoded.msg,
             delay_secs,
+            session_expiry_secs,
+            due_at_ms,
             expiry_secs: has_expiry.then_some(expiry),
             client_id: ByteString::from(client_id),
             username: has_username.then(|| ByteString::from(username)),
@@ -263,6 +322,27 @@ impl WillRegistry {
         Some(id)
     }
 
+    /// The connection of `client_id` ended abnormally and its session stays, so its will waits
+    /// out its delay here: replaces the registration's record with `record`, which says when
+    /// the will is due (a reaper that finds it after this edge died keeps that time). Nothing
+    /// happens when no will is registered. Call under the tenant's session lock.
+    pub(crate) fn delay_started(&self, tenant: &TenantId, client_id: &ByteString, record: Bytes) {
+        let Some(token) = self
+            .tokens
+            .lock()
+            .get(&(tenant.clone(), client_id.clone()))
+            .copied()
+        else {
+            return;
+        };
+        self.send(WillWrite::Put {
+            tenant: tenant.clone(),
+            client_key: stratus_topics::client_key(tenant.as_str(), client_id),
+            record,
+            token,
+        });
+    }
+
     /// Writes queued and not yet applied to Redis.
     pub(crate) fn pending(&self) -> usize {
         self.queued.load(Ordering::Acquire)
@@ -378,10 +458,13 @@ mod tests {
     fn will_records_round_trip() {
         for (username, expiry) in [(Some("alice"), Some(30)), (None, None), (Some(""), Some(0))] {
             let original = will(username, expiry);
-            let record = WillRecord::decode(&WillRecord::encode(&original)).unwrap();
+            let record =
+                WillRecord::decode(&WillRecord::encode(&original, 300, Some(1_234))).unwrap();
             assert_eq!(record.client_id, original.client_id);
             assert_eq!(record.username, original.username);
             assert_eq!(record.delay_secs, 7);
+            assert_eq!(record.session_expiry_secs, 300);
+            assert_eq!(record.due_at_ms, Some(1_234));
             assert_eq!(record.expiry_secs, expiry);
             assert_eq!(record.msg.topic, original.msg.topic);
             assert_eq!(record.msg.payload, original.msg.payload);
@@ -391,11 +474,32 @@ mod tests {
     }
 
     #[test]
+    fn a_connected_clients_record_has_no_due_time() {
+        let record = WillRecord::encode(&will(None, None), 0, None);
+        let record = WillRecord::decode(&record).unwrap();
+        assert_eq!((record.session_expiry_secs, record.due_at_ms), (0, None));
+    }
+
+    #[test]
+    fn a_record_of_the_first_version_reads_as_due_at_once() {
+        // Version 1 had no session expiry and due time (bytes 5..18 of version 2).
+        let v2 = WillRecord::encode(&will(Some("alice"), Some(30)), 300, Some(9));
+        let mut v1 = vec![RECORD_VERSION_1];
+        v1.extend_from_slice(&v2[1..5]);
+        v1.extend_from_slice(&v2[18..]);
+        let record = WillRecord::decode(&v1).unwrap();
+        assert_eq!(record.delay_secs, 7);
+        assert_eq!((record.session_expiry_secs, record.due_at_ms), (0, None));
+        assert_eq!(record.expiry_secs, Some(30));
+        assert_eq!(record.username.as_deref(), Some("alice"));
+    }
+
+    #[test]
     fn foreign_or_truncated_records_are_refused() {
-        let record = WillRecord::encode(&will(Some("alice"), None));
+        let record = WillRecord::encode(&will(Some("alice"), None), 60, Some(5));
         assert!(WillRecord::decode(b"").is_none());
         assert!(WillRecord::decode(&[9; 40]).is_none());
-        for cut in [1, 10, 14, 20] {
+        for cut in [1, 10, 14, 17, 20, 27, 30] {
             assert!(WillRecord::decode(&record[..cut]).is_none(), "cut at {cut}");
         }
     }

@@ -27,6 +27,9 @@ use crate::protocol::{self, Close, Engine, Flow};
 
 /// How long a connection the server closes keeps draining the client's input.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a connection the server closes waits for output held back by the store (QoS 1/2
+/// acknowledgements awaiting JetStream in the clustered shape) before its DISCONNECT.
+const HELD_OUTPUT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A connection's task: waits for `setup` (transport layers, CONNECT, CONNACK), then runs the
 /// connected phase and the close.
@@ -150,30 +153,32 @@ pub(super) async fn handshake(
     // The clustered shape: claim the client id across the cluster (closing its connection on
     // another edge) and make sure the tenant's retained messages are here.
     let mut token = 0;
+    let mut assigned = None;
     if let Some(link) = ctx.broker.cluster() {
         let intent = protocol::session_intent(&connect, limits);
-        match Box::pin(link.prepare_connect(&tenant, &connect.client_id, intent)).await {
+        assigned = protocol::client_id_to_assign(&ctx.broker, &connect, &intent);
+        let claimed_id = assigned.as_deref().unwrap_or(&*connect.client_id);
+        match Box::pin(link.prepare_connect(&tenant, claimed_id, intent, limits)).await {
             Ok(t) => token = t,
-            Err(why) => {
+            Err((reason, why)) => {
                 tracing::warn!("connection refused: {why}");
-                let connack = Box::new(refusal_connack(
-                    ReasonCode::ServerUnavailable,
-                    version,
-                    &why,
-                ));
+                let connack = Box::new(refusal_connack(reason, version, &why));
                 Box::pin(send_connack(&mut transport, connack, version)).await;
                 return None;
             }
         }
     }
     let now = Instant::now();
-    let client_id = connect.client_id.clone();
+    let client_id = assigned
+        .clone()
+        .unwrap_or_else(|| connect.client_id.clone());
     let accepted = protocol::accept(
         &ctx.broker,
         &tenant,
         *connect,
         Arc::clone(&principal),
         token,
+        assigned,
         now,
     );
     let (mut engine, connack) = match accepted {
@@ -395,6 +400,23 @@ struct Traffic {
 
 /// Writes the final DISCONNECT (5.0) and what is ready, then detaches the session.
 async fn finish(transport: &mut Transport, mut engine: Engine, close: Close) {
+    if close.send.is_some() && engine.control().kicked().is_none() {
+        // The messages these acknowledge were accepted: the client hears so before the
+        // DISCONNECT, as it would where nothing is held back.
+        let released = std::future::poll_fn(|cx| {
+            loop {
+                if !engine.holds_output() {
+                    return std::task::Poll::Ready(());
+                }
+                if !engine.poll_store(cx) {
+                    return std::task::Poll::Pending;
+                }
+            }
+        });
+        if timeout(HELD_OUTPUT_WAIT, released).await.is_err() {
+            tracing::debug!("acknowledgements still held for the store are dropped at close");
+        }
+    }
     if let Some(reason) = close.send {
         engine.write_disconnect(reason, &close.why);
     }

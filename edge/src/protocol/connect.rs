@@ -55,6 +55,7 @@ pub(crate) fn accept(
     connect: Connect,
     principal: Arc<Principal>,
     token: u64,
+    assigned: Option<ByteString>,
     now: Instant,
 ) -> Result<(Engine, ConnAck), Box<Refusal>> {
     let limits = &broker.config.limits;
@@ -80,7 +81,7 @@ pub(crate) fn accept(
                 "empty client id without clean session",
             ));
         }
-        client_id = assigned_client_id(broker);
+        client_id = assigned.unwrap_or_else(|| assigned_client_id(broker));
         if v5 {
             props.assigned_client_identifier = Some(client_id.clone());
         }
@@ -251,6 +252,20 @@ pub(crate) fn session_intent(connect: &Connect, limits: &Limits) -> crate::clust
         clean_start: connect.clean_start,
         expiry_secs: requested_expiry(connect).min(limits.max_session_expiry),
     }
+}
+
+/// The client id to claim across the cluster before [`accept`] for a CONNECT with an empty one,
+/// when its session outlives the connection (5.0 with a Session Expiry Interval): claimed like
+/// any other, the session can move to another edge when the client reconnects with it.
+/// `None` otherwise: an assigned id is unique, and a session that ends with its connection has
+/// nothing to move.
+pub(crate) fn client_id_to_assign(
+    broker: &Broker,
+    connect: &Connect,
+    intent: &crate::cluster::SessionIntent,
+) -> Option<ByteString> {
+    (connect.client_id.is_empty() && connect.protocol.is_v5() && intent.expiry_secs > 0)
+        .then(|| assigned_client_id(broker))
 }
 
 /// A fresh client id for a client that sent an empty one.

@@ -413,6 +413,11 @@ impl Engine {
         false
     }
 
+    /// Whether output is held back until the store commits.
+    pub(crate) fn holds_output(&self) -> bool {
+        self.out.waiting_for().is_some()
+    }
+
     /// The store committed up to `ticket`: release held output.
     fn on_committed(&mut self, ticket: Ticket) {
         self.committed = ticket;

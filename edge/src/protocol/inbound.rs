@@ -77,7 +77,7 @@ impl Engine {
                 .binary_search(&pid.get())
                 .is_ok()
         {
-            self.send_ack(Packet::PubRec(Ack::success(pid)), 0, true);
+            self.send_ack(Packet::PubRec(Ack::success(pid)), 0, false);
             return Flow::Continue;
         }
 
@@ -205,7 +205,8 @@ impl Engine {
                         }));
                     }
                 }
-                self.send_ack(Packet::PubRec(ack), ticket, true);
+                // Counted for the Receive Maximum through `incoming_qos2` until its PUBREL.
+                self.send_ack(Packet::PubRec(ack), ticket, false);
             }
         }
         Flow::Continue

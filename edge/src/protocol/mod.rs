@@ -9,5 +9,5 @@ mod output;
 mod publish;
 mod subscriptions;
 
-pub(crate) use connect::{Refusal, accept, failure, session_intent};
+pub(crate) use connect::{Refusal, accept, client_id_to_assign, failure, session_intent};
 pub(crate) use engine::{Close, Engine, Flow};

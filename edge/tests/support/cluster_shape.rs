@@ -47,10 +47,10 @@ impl Front {
         let addr = listener.local_addr().unwrap();
         let next = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((mut client, peer)) = listener.accept().await {
                 let edge = edges[next.fetch_add(1, Ordering::Relaxed) % edges.len()];
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(edge).await else {
+                    let Ok(mut server) = connect_from(peer.ip(), edge).await else {
                         return;
                     };
                     let _ = client.set_nodelay(true);
@@ -61,6 +61,18 @@ impl Front {
         });
         Self { addr, task }
     }
+}
+
+/// Connects to `edge` from the client's own (loopback) address, so that the edge sees the
+/// address the client connected from, as without the front (tests of per-address limits use
+/// several 127.0.0.x addresses).
+async fn connect_from(ip: std::net::IpAddr, edge: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(edge).await
 }
 
 impl Drop for Front {
