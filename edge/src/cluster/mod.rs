@@ -24,6 +24,7 @@ mod ownership;
 mod publisher;
 mod reader;
 mod retained;
+mod session_claim;
 mod sessions;
 mod shared_consumer;
 mod wills;

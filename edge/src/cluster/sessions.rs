@@ -12,10 +12,8 @@
 //! published while no edge held the session (it was offline, or its edge died) are read when it
 //! resumes anywhere.
 //!
-//! Connecting (`prepare`): a local copy of the session is let go (its connection closed, its
-//! changes flushed to Redis), the client id is claimed in the ownership bucket (the edge holding
-//! it elsewhere lets it go the same way before it answers), then the session is claimed in Redis
-//! with the new token and loaded, and installed into the broker, which resumes it on attach.
+//! Connecting to a session (claiming and loading it) is in `session_claim.rs`; this module keeps
+//! what this edge knows about the sessions it holds, and their Redis record formats.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -26,13 +24,10 @@ use std::task::Poll;
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use stratus_codec::ReasonCode;
 use stratus_model::TenantId;
-use stratus_redis_state::{Claim, ClaimMode, SessionLoadLimits, SessionStore, StoredSessionState};
+use stratus_redis_state::{SessionStore, StoredSessionState};
 use tokio::task::JoinHandle;
 
-use super::ClusterLink;
-use crate::broker::{Session, Tenant};
 use crate::store::{Store, StoredMessage, StoredSession, StoredSubscription};
 
 /// What a CONNECT asks for its session.
@@ -86,7 +81,7 @@ impl SessionSync {
     }
 
     /// Starts holding a session written under `token`, read up to `position`.
-    fn register(
+    pub(super) fn register(
         &self,
         tenant: &TenantId,
         client_id: &ByteString,
@@ -250,183 +245,9 @@ impl SessionSync {
     }
 }
 
-impl ClusterLink {
-    /// Prepares the session a CONNECT with `token` attaches to: lets go of any local copy,
-    /// claims the client id (handing it over from another edge), then claims and loads the
-    /// session from Redis and installs it; a session it creates counts against the tenant's
-    /// session cap. `Err` carries the CONNACK reason and why the CONNECT is refused.
-    pub(crate) async fn prepare_session(
-        self: &Arc<Self>,
-        tenant: &Arc<Tenant>,
-        client_id: &str,
-        intent: SessionIntent,
-    ) -> Result<u64, (ReasonCode, String)> {
-        let unavailable = |why: String| (ReasonCode::ServerUnavailable, why);
-        let Some(broker) = self.broker() else {
-            return Err(unavailable("the edge is shutting down".into()));
-        };
-        // A local copy first: its connection closes and its changes reach Redis under the
-        // token they were made with.
-        if let Some((local_tenant, session)) = broker.local_session(&tenant.id, client_id) {
-            self.let_go_locally(&broker, &local_tenant, &session).await;
-        }
-        let token = self
-            .ownership
-            .claim(self, &tenant.id, client_id)
-            .await
-            .map(|c| c.token)
-            .map_err(unavailable)?;
-        let client_key = stratus_topics::client_key(tenant.id.as_str(), client_id);
-        let mode = if intent.clean_start {
-            ClaimMode::Fresh {
-                persistent: intent.expiry_secs > 0,
-            }
-        } else {
-            ClaimMode::Resume
-        };
-        let limits = &broker.config.limits;
-        let load_limits = SessionLoadLimits {
-            max_subscriptions: limits.max_subscriptions_per_session,
-            max_messages: limits
-                .max_queued_messages
-                .saturating_add(usize::from(limits.max_inflight_messages))
-                .saturating_add(usize::from(limits.receive_maximum)),
-            max_incoming_qos2: usize::from(u16::MAX),
-        };
-        let claimed = super::admission::with_retries(|| {
-            self.sessions
-                .store
-                .claim(&tenant.id, &client_key, client_id, token, mode, load_limits)
-        })
-        .await
-        .map_err(|e| {
-            self.ownership.abandon(&tenant.id, client_id, token);
-            unavailable(format!("session state unavailable in Redis: {e}"))
-        })?;
-        if matches!(claimed, Claim::Fresh | Claim::Resumed(None))
-            && let Err(refused) = self.admit_session(&tenant.id, &broker.config.limits).await
-        {
-            self.ownership.abandon(&tenant.id, client_id, token);
-            return Err(refused);
-        }
-        let client_id_bytes = ByteString::from(client_id);
-        match claimed {
-            Claim::Fenced { current } => {
-                self.ownership.abandon(&tenant.id, client_id, token);
-                Err(unavailable(format!(
-                    "a newer connection of this client id (token {current}) owns its session"
-                )))
-            }
-            Claim::Fresh => {
-                if intent.expiry_secs > 0 {
-                    let position = self.stream_head().await.unwrap_or(0);
-                    self.sessions.register(
-                        &tenant.id,
-                        &client_id_bytes,
-                        0,
-                        token,
-                        position,
-                        HashMap::new(),
-                    );
-                }
-                Ok(token)
-            }
-            Claim::Resumed(None) => {
-                if intent.expiry_secs == 0 {
-                    // Nothing stored and nothing to store: leave no key behind.
-                    if let Err(e) = self
-                        .sessions
-                        .store
-                        .delete(&tenant.id, &client_key, token)
-                        .await
-                    {
-                        tracing::warn!(tenant = %tenant.id, "empty session record not removed from Redis: {e}");
-                    }
-                } else {
-                    let position = self.stream_head().await.unwrap_or(0);
-                    self.sessions.register(
-                        &tenant.id,
-                        &client_id_bytes,
-                        0,
-                        token,
-                        position,
-                        HashMap::new(),
-                    );
-                }
-                Ok(token)
-            }
-            Claim::Resumed(Some(state)) => {
-                let cursor = state.cursor;
-                let (stored, since) = stored_session(&tenant.id, &client_id_bytes, state);
-                // Registered before installing: installing submits changes (an expired session
-                // is deleted), and they are written under this token.
-                self.sessions
-                    .register(&tenant.id, &client_id_bytes, 0, token, cursor, since);
-                match broker.install_session(tenant, stored) {
-                    Some(session) => {
-                        self.sessions
-                            .rebind(&tenant.id, &client_id_bytes, session.id);
-                        // What was published while it was offline is queued before the CONNACK.
-                        if let Err(e) = self.catch_up(tenant, &session).await {
-                            tracing::warn!(tenant = %tenant.id, client_id = %client_id, "offline messages not read before the CONNACK (the reader delivers them after): {e}");
-                        }
-                    }
-                    None => self.sessions.forget_any(&tenant.id, &client_id_bytes),
-                }
-                Ok(token)
-            }
-        }
-    }
-
-    /// Closes a local connection of the session (waiting until it detached), drops the session
-    /// from memory and waits until its changes reached Redis.
-    async fn let_go_locally(
-        &self,
-        broker: &Arc<crate::broker::Broker>,
-        tenant: &Arc<Tenant>,
-        session: &Arc<Session>,
-    ) {
-        let generation = {
-            let st = session.state.lock();
-            st.attachment.as_ref().map(|a| {
-                a.control.kick(stratus_codec::ReasonCode::SessionTakenOver);
-                st.generation
-            })
-        };
-        let deadline = tokio::time::Instant::now() + self.settings.kick_timeout;
-        if let Some(generation) = generation {
-            while session.state.lock().is_attached(generation)
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        }
-        broker.hand_over(tenant, session);
-        if tokio::time::timeout_at(deadline, flush(&broker.store))
-            .await
-            .is_err()
-        {
-            tracing::warn!(tenant = %tenant.id, client_id = %session.client_id, "session changes not all in Redis within kick_timeout");
-        }
-        self.sessions
-            .forget(&tenant.id, &session.client_id, session.id);
-    }
-
-    /// The stream's last sequence: where a new session or subscription starts reading.
-    pub(super) async fn stream_head(&self) -> Result<u64, String> {
-        let js = async_nats::jetstream::new(self.nats.clone());
-        let mut stream = js
-            .get_stream(super::publisher::stream_name(&self.settings.pool))
-            .await
-            .map_err(|e| e.to_string())?;
-        let info = stream.info().await.map_err(|e| e.to_string())?;
-        Ok(info.state.last_sequence)
-    }
-}
-
 impl SessionSync {
     /// Points a registration made before the broker created the session at its object.
-    fn rebind(&self, tenant: &TenantId, client_id: &ByteString, session: u64) {
+    pub(super) fn rebind(&self, tenant: &TenantId, client_id: &ByteString, session: u64) {
         if let Some(h) = self
             .held
             .lock()
@@ -469,7 +290,7 @@ pub(crate) async fn flush(store: &Store) {
 }
 
 /// The store form of a session loaded from Redis, and where its subscriptions started.
-fn stored_session(
+pub(super) fn stored_session(
     tenant: &TenantId,
     client_id: &ByteString,
     state: StoredSessionState,
