@@ -454,13 +454,7 @@ impl Broker {
         if deliveries.is_empty() {
             return;
         }
-        let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
-            publisher: None,
-            stream_seq: None,
-        };
+        let mut ctx = self.enqueue_context();
         let mut result = RouteResult::default();
         let mut unplaced = Vec::new();
         for d in deliveries {

@@ -40,13 +40,7 @@ impl Broker {
         origin: Option<SessionId>,
         via: &Via,
     ) -> RouteResult {
-        let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
-            publisher: None,
-            stream_seq: None,
-        };
+        let mut ctx = self.enqueue_context();
         let mut result = RouteResult::default();
         match via {
             Via::Group(raw) => {
@@ -221,11 +215,8 @@ impl Broker {
             }
         }
         let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
-            publisher: None,
             stream_seq: Some(seq),
+            ..self.enqueue_context()
         };
         let delivery = Delivery {
             msg: Arc::clone(msg),
@@ -286,13 +277,7 @@ impl Broker {
         let Some(group) = tenant.shared_groups.lock().get(raw).cloned() else {
             return GroupOffer::Unplaced;
         };
-        let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
-            publisher: None,
-            stream_seq: None,
-        };
+        let mut ctx = self.enqueue_context();
         let mut result = RouteResult::default();
         self.dispatch_shared(
             tenant,

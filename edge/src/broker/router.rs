@@ -33,6 +33,17 @@ pub(crate) struct RouteResult {
 }
 
 impl Broker {
+    /// A context for enqueueing deliveries outside a publishing connection.
+    pub(crate) fn enqueue_context(&self) -> EnqueueContext<'_> {
+        EnqueueContext {
+            limits: &self.config.limits,
+            store: &self.store,
+            compacted: None,
+            publisher: None,
+            stream_seq: None,
+        }
+    }
+
     /// Publishes `msg` in `tenant`: retained store first (refused with 0x97 when over quota), then
     /// every matching subscriber. `origin` is the publishing session (for No Local).
     pub(crate) fn publish(
@@ -148,11 +159,8 @@ impl Broker {
             matches.sort_unstable_by_key(|(sub, _)| subscriber_order(sub));
         }
         let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
             publisher,
-            stream_seq: None,
+            ..self.enqueue_context()
         };
         let mut result = RouteResult::default();
         let mut i = 0;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::Broker;
 use super::message::Delivery;
-use super::session::{EnqueueContext, Session, SessionSubscription};
+use super::session::{Session, SessionSubscription};
 use super::shared::{GroupMember, SharedGroup};
 use super::tenant::{IndexEntry, Subscriber, Tenant};
 use crate::store::{StoreOp, StoredSubscription, Ticket};
@@ -247,13 +247,7 @@ impl Broker {
                 });
             }
         }
-        let mut ctx = EnqueueContext {
-            limits: &self.config.limits,
-            store: &self.store,
-            compacted: None,
-            publisher: None,
-            stream_seq: None,
-        };
+        let mut ctx = self.enqueue_context();
         for msg in found {
             let delivery = Delivery {
                 qos: msg.qos.min(sub.options.qos),

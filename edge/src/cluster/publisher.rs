@@ -85,7 +85,8 @@ impl Paused {
     }
 
     fn wake_all(&self) {
-        if self.any.swap(false, Ordering::AcqRel) {
+        // A plain load first: the common case (nobody paused) then costs no write to the line.
+        if self.any.load(Ordering::Acquire) && self.any.swap(false, Ordering::AcqRel) {
             for w in std::mem::take(&mut *self.waiters.lock()) {
                 w.wake();
             }

@@ -108,17 +108,7 @@ async fn run(
     let mut backoff = Duration::from_millis(100);
     loop {
         let start = position.load(Ordering::Acquire).saturating_add(1);
-        let mut config = OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        };
-        if let [one] = subjects.as_slice() {
-            config.filter_subject.clone_from(one);
-        } else {
-            config.filter_subjects.clone_from(&subjects);
-        }
+        let config = ordered_config(start, &subjects);
         let messages = async {
             let stream = js
                 .get_stream(&stream_name)
@@ -268,17 +258,7 @@ impl ClusterLink {
         let Some(subjects) = self.reader_subjects(&tenant.id, &subs) else {
             return Ok(());
         };
-        let mut config = OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        };
-        if let [one] = subjects.as_slice() {
-            config.filter_subject.clone_from(one);
-        } else {
-            config.filter_subjects.clone_from(&subjects);
-        }
+        let config = ordered_config(from, &subjects);
         let js = async_nats::jetstream::new(self.nats.clone());
         let stream = js
             .get_stream(super::publisher::stream_name(&self.settings.pool))
@@ -393,6 +373,22 @@ fn overlap(a: &str, b: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// An ordered consumer reading `subjects` of the stream from sequence `start`.
+fn ordered_config(start: u64, subjects: &[String]) -> OrderedConfig {
+    let mut config = OrderedConfig {
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        },
+        ..Default::default()
+    };
+    if let [one] = subjects {
+        config.filter_subject.clone_from(one);
+    } else {
+        config.filter_subjects = subjects.to_vec();
+    }
+    config
 }
 
 #[cfg(test)]

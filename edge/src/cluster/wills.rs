@@ -474,6 +474,41 @@ mod tests {
     }
 
     #[test]
+    fn a_will_is_delayed_only_with_a_delay_and_a_session_that_outlives_its_connection() {
+        let decoded = |expiry, due| {
+            WillRecord::decode(&WillRecord::encode(&will(None, None), expiry, due)).unwrap()
+        };
+        // The helper's will has a 7 s delay.
+        assert!(decoded(300, None).is_delayed());
+        assert!(
+            !decoded(0, None).is_delayed(),
+            "the session ends with the connection"
+        );
+        let mut no_delay = will(None, None);
+        no_delay.delay_secs = 0;
+        let no_delay = WillRecord::decode(&WillRecord::encode(&no_delay, 300, None)).unwrap();
+        assert!(!no_delay.is_delayed());
+    }
+
+    #[test]
+    fn a_will_is_due_when_its_edge_said_or_after_the_smaller_of_delay_and_session_expiry() {
+        let decoded = |expiry, due| {
+            WillRecord::decode(&WillRecord::encode(&will(None, None), expiry, due)).unwrap()
+        };
+        assert_eq!(decoded(300, Some(5_000)).due_ms(1_000_000), 5_000);
+        assert_eq!(
+            decoded(300, None).due_ms(1_000_000),
+            1_007_000,
+            "the will delay"
+        );
+        assert_eq!(
+            decoded(3, None).due_ms(1_000_000),
+            1_003_000,
+            "the session expiry"
+        );
+    }
+
+    #[test]
     fn a_connected_clients_record_has_no_due_time() {
         let record = WillRecord::encode(&will(None, None), 0, None);
         let record = WillRecord::decode(&record).unwrap();
