@@ -502,25 +502,7 @@ async fn handle_kick(link: &ClusterLink, req: KickRequest) -> &'static str {
         "session taken over by a connection on another edge; the local connection is closed \
          and the session handed over"
     );
-    let deadline = Instant::now() + link.settings.kick_timeout;
-    if let Some(generation) = generation {
-        while session.state.lock().is_attached(generation) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-    broker.hand_over(&tenant, &session);
-    if tokio::time::timeout_at(deadline, super::sessions::flush(&broker.store))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            tenant = %tenant_id,
-            client_id = %client_id,
-            "session changes not all in Redis within kick_timeout; the new owner's fencing \
-             token makes the rest no-ops"
-        );
-    }
-    link.sessions
-        .forget(&tenant_id, &session.client_id, session.id);
+    link.hand_over_kicked(&broker, &tenant, &session, generation)
+        .await;
     "kicked"
 }

@@ -158,6 +158,21 @@ impl ClusterLink {
                 st.generation
             })
         };
+        self.hand_over_kicked(broker, tenant, session, generation)
+            .await;
+    }
+
+    /// After a local connection of `session` (attached at `generation`, if any) was kicked:
+    /// waits (bounded by `kick_timeout`) until it detached, drops the session from memory, and
+    /// waits until every change this edge made to it reached Redis, so the new owner loads all
+    /// of it.
+    pub(super) async fn hand_over_kicked(
+        &self,
+        broker: &Arc<crate::broker::Broker>,
+        tenant: &Arc<Tenant>,
+        session: &Arc<Session>,
+        generation: Option<u64>,
+    ) {
         let deadline = tokio::time::Instant::now() + self.settings.kick_timeout;
         if let Some(generation) = generation {
             while session.state.lock().is_attached(generation)
@@ -171,7 +186,12 @@ impl ClusterLink {
             .await
             .is_err()
         {
-            tracing::warn!(tenant = %tenant.id, client_id = %session.client_id, "session changes not all in Redis within kick_timeout");
+            tracing::warn!(
+                tenant = %tenant.id,
+                client_id = %session.client_id,
+                "session changes not all in Redis within kick_timeout; the new owner's fencing \
+                 token makes the rest no-ops"
+            );
         }
         self.sessions
             .forget(&tenant.id, &session.client_id, session.id);
@@ -179,12 +199,12 @@ impl ClusterLink {
 
     /// The stream's last sequence: where a new session or subscription starts reading.
     pub(super) async fn stream_head(&self) -> Result<u64, String> {
+        // One round trip: looking the stream up returns its current state.
         let js = async_nats::jetstream::new(self.nats.clone());
-        let mut stream = js
+        let stream = js
             .get_stream(super::publisher::stream_name(&self.settings.pool))
             .await
             .map_err(|e| e.to_string())?;
-        let info = stream.info().await.map_err(|e| e.to_string())?;
-        Ok(info.state.last_sequence)
+        Ok(stream.cached_info().state.last_sequence)
     }
 }
