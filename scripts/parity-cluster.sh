@@ -53,8 +53,6 @@ excluded=(
     # Departure: an online persistent session's QoS 1/2 messages beyond its queue limit wait in
     # the stream instead of being dropped.
     'test(messages_beyond_the_session_queue_byte_maximum_are_dropped)'
-    # Gap: a freed connection slot is counted free at the next 2 s refresh of the edge's count.
-    'test(connections_beyond_the_tenant_maximum_are_refused_with_0x97)'
     # Gap: a retained message acknowledged on one edge can reach another edge's copy a moment
     # after a SUBSCRIBE there.
     'test(retained_dollar_topics_are_not_sent_to_filters_starting_with_a_wildcard)'

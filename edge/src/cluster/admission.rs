@@ -2,8 +2,11 @@
 //! its session cap (`limits.max_sessions_per_tenant`) and a client id's connect rate
 //! (`limits.max_connects_per_client_id_per_second`), counted in Redis
 //! (`stratus_redis_state::Admission`). Each edge rewrites its own per-tenant connection and
-//! session counts every `REFRESH` (so closed connections and ended sessions are accounted for
-//! within that period, and the counts of a dead edge stop counting after `COUNT_TTL`). A session
+//! session counts every `REFRESH` (so ended sessions are accounted for within that period, and
+//! the counts of a dead edge stop counting after `COUNT_TTL`), and its connection count also
+//! when a connection closes, before the socket does. Counts are absolute writes of what the
+//! edge holds, so a write that races a CONNECT on the same edge can undercount by one until the
+//! next write (the CONNECT's slot is taken in Redis before it is counted locally). A session
 //! counts on the edge holding it: one moving to another edge is counted by the new edge at its
 //! next refresh (not at the CONNECT, which a tenant at its cap must still be able to make), and
 //! the offline sessions of a dead edge count again once a client resumes them. If Redis cannot answer, the CONNECT is
@@ -79,6 +82,20 @@ impl ClusterLink {
             ));
         }
         Ok(())
+    }
+
+    /// A connection of `tenant` closed (its local count already dropped): writes this edge's
+    /// count to Redis now instead of at the next refresh. A failure is logged; the refresh
+    /// corrects it.
+    pub(crate) async fn connection_closed(&self, tenant: &crate::broker::Tenant) {
+        let n = tenant.connections.load(Ordering::Acquire) as u64;
+        if let Err(e) = self
+            .admission
+            .refresh(&tenant.id, &self.incarnation, n, COUNT_TTL)
+            .await
+        {
+            tracing::debug!(tenant = %tenant.id, "connection count not written at close ({e}); the next refresh writes it");
+        }
     }
 
     /// Counts a session this edge creates for a CONNECT against the tenant's session cap

@@ -373,18 +373,26 @@ impl Connected {
         process_input(&mut self.engine, &mut self.decoder, &mut self.rbuf)
     }
 
-    /// Sends the final DISCONNECT (5.0), detaches the session, and closes the transport. The
-    /// tenant's connection count drops when this returns.
+    /// Sends the final DISCONNECT (5.0), detaches the session, releases the connection's slot
+    /// in the tenant's count, and closes the transport.
     async fn close(self, close: Close) {
         let Self {
             mut transport,
             engine,
-            _count,
+            _count: count,
             _live,
             ..
         } = self;
         let server_closed = close.send.is_some();
+        let cluster = engine.broker().cluster().cloned();
         finish(&mut transport, engine, close).await;
+        let tenant = Arc::clone(&count.0);
+        drop(count);
+        if let Some(link) = cluster {
+            // Before the socket closes: a client that reconnects once it saw the close finds
+            // its slot free on every edge, not only after the next periodic refresh.
+            link.connection_closed(&tenant).await;
+        }
         if server_closed {
             linger(&mut transport).await;
         }

@@ -187,6 +187,10 @@ impl Engine {
     }
 
     /// The connection's wake/kick handle.
+    pub(crate) fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
     pub(crate) fn control(&self) -> &Arc<ConnControl> {
         &self.control
     }
