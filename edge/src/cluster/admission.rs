@@ -25,6 +25,8 @@ use crate::config::Limits;
 
 /// How often an edge rewrites its connection counts.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How long a closing connection waits for its count to be written before its socket closes.
+const CLOSE_WRITE_WAIT: Duration = Duration::from_millis(250);
 /// How long a count stays trusted without a rewrite.
 const COUNT_TTL: Duration = Duration::from_secs(10);
 
@@ -87,14 +89,24 @@ impl ClusterLink {
     /// A connection of `tenant` closed (its local count already dropped): writes this edge's
     /// count to Redis now instead of at the next refresh. A failure is logged; the refresh
     /// corrects it.
+    /// Bounded by [`CLOSE_WRITE_WAIT`], and skipped while the edge is fenced off (Redis not
+    /// answering): a closing socket never waits on Redis for long.
     pub(crate) async fn connection_closed(&self, tenant: &crate::broker::Tenant) {
+        if self.liveness.is_fenced() {
+            return;
+        }
         let n = tenant.connections.load(Ordering::Acquire) as u64;
-        if let Err(e) = self
+        let write = self
             .admission
-            .refresh(&tenant.id, &self.incarnation, n, COUNT_TTL)
-            .await
-        {
-            tracing::debug!(tenant = %tenant.id, "connection count not written at close ({e}); the next refresh writes it");
+            .refresh(&tenant.id, &self.incarnation, n, COUNT_TTL);
+        match tokio::time::timeout(CLOSE_WRITE_WAIT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(tenant = %tenant.id, "connection count not written at close ({e}); the next refresh writes it")
+            }
+            Err(_) => {
+                tracing::debug!(tenant = %tenant.id, "connection count not written at close within {CLOSE_WRITE_WAIT:?}; the next refresh writes it")
+            }
         }
     }
 
