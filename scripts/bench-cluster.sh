@@ -46,13 +46,11 @@ fixed_rate=10000
 settle=5
 
 step() { printf '\n==> %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/lib-mosquitto.sh
+source scripts/lib-mosquitto.sh
 
 step "prerequisites"
-if [ ! -x /usr/sbin/mosquitto ]; then
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
-fi
+stratus_mosquitto_require
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/stratus-target}"
 step "release build (target dir $CARGO_TARGET_DIR)"
 cargo build --release --quiet --bin stratus
@@ -99,18 +97,7 @@ STRATUS_LOG=warn scripts/cluster-up.sh --base-port "$base" --dir "$work/cluster"
 source "$work/cluster/cluster.env"
 cluster_pids=("$EDGE1_PID" "$EDGE2_PID" "$EDGE3_PID" "$NATS1_PID" "$NATS2_PID" "$NATS3_PID" "$REDIS_PID")
 
-cat >"$work/mosquitto.conf" <<CONF
-listener $m_port 127.0.0.1
-allow_anonymous true
-persistence false
-max_inflight_messages 1024
-max_queued_messages 10000
-max_connections -1
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-CONF
+stratus_mosquitto_conf "$m_port" "$work/mosquitto.conf"
 /usr/sbin/mosquitto -c "$work/mosquitto.conf" >>"$work/mosquitto.log" 2>&1 &
 mosquitto_pid=$!
 for _ in $(seq 100); do

@@ -51,13 +51,11 @@ connectors=200
 source_ips=127.0.0.1-127.0.0.8
 
 step() { printf '\n==> %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/lib-mosquitto.sh
+source scripts/lib-mosquitto.sh
 
 step "prerequisites"
-if [ ! -x /usr/sbin/mosquitto ]; then
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
-fi
+stratus_mosquitto_require
 command -v python3 >/dev/null || { echo "error: python3 is needed for the table" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/stratus-target}"
 step "release build (target dir $CARGO_TARGET_DIR)"
@@ -110,19 +108,7 @@ start_stratus() {
     wait_port "$s_port"
 }
 start_mosquitto() {
-    cat >"$work/mosquitto.conf" <<EOF
-listener $m_port 127.0.0.1
-allow_anonymous true
-persistence false
-# Same windows as Stratus's defaults, instead of Mosquitto's 20 in flight and 1000 queued.
-max_inflight_messages 1024
-max_queued_messages 10000
-max_connections -1
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-EOF
+    stratus_mosquitto_conf "$m_port" "$work/mosquitto.conf"
     /usr/sbin/mosquitto -c "$work/mosquitto.conf" >>"$work/mosquitto.log" 2>&1 &
     mosquitto_pid=$!
     broker_pids+=("$mosquitto_pid")

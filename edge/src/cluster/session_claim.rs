@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use stratus_codec::ReasonCode;
+use stratus_model::TenantId;
 use stratus_redis_state::{Claim, ClaimMode, SessionLoadLimits};
 
 use super::ClusterLink;
@@ -84,15 +85,7 @@ impl ClusterLink {
             }
             Claim::Fresh => {
                 if intent.expiry_secs > 0 {
-                    let position = self.stream_head().await.unwrap_or(0);
-                    self.sessions.register(
-                        &tenant.id,
-                        &client_id_bytes,
-                        0,
-                        token,
-                        position,
-                        HashMap::new(),
-                    );
+                    self.register_new(&tenant.id, &client_id_bytes, token).await;
                 }
                 Ok(token)
             }
@@ -108,15 +101,7 @@ impl ClusterLink {
                         tracing::warn!(tenant = %tenant.id, "empty session record not removed from Redis: {e}");
                     }
                 } else {
-                    let position = self.stream_head().await.unwrap_or(0);
-                    self.sessions.register(
-                        &tenant.id,
-                        &client_id_bytes,
-                        0,
-                        token,
-                        position,
-                        HashMap::new(),
-                    );
+                    self.register_new(&tenant.id, &client_id_bytes, token).await;
                 }
                 Ok(token)
             }
@@ -141,6 +126,14 @@ impl ClusterLink {
                 Ok(token)
             }
         }
+    }
+
+    /// Registers a new persistent session claimed with `token`: it reads the stream from its
+    /// current head.
+    async fn register_new(&self, tenant: &TenantId, client_id: &ByteString, token: u64) {
+        let position = self.stream_head().await.unwrap_or(0);
+        self.sessions
+            .register(tenant, client_id, 0, token, position, HashMap::new());
     }
 
     /// Closes a local connection of the session (waiting until it detached), drops the session
